@@ -1,17 +1,22 @@
-"""Shared CLI plumbing: logging set-up, one-line errors with exit code 2."""
+"""Shared CLI plumbing: data options, logging set-up, one-line errors with exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segmenter.errors import SegmenterError
 
+if TYPE_CHECKING:
+    from segmenter.data import EventData
+    from segmenter.embed import EmbeddingCache
 
-class _Parser(argparse.ArgumentParser):
-    pass
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 
 
 def configure_logging(quiet: bool) -> None:
@@ -20,6 +25,63 @@ def configure_logging(quiet: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for noisy in ("faiss", "sentence_transformers", "transformers", "numba", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            pass
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("input")
+    g.add_argument("--input", default=None, help="events: parquet, CSV(.gz) or a parquet folder "
+                   "(default: the shipped sample_data/)")  # fmt: skip
+    g.add_argument("--users", default=None, help="optional users table (user_id + attributes)")
+    g.add_argument("--items", default=None, help="optional items table (item_id + name, ...)")
+    g.add_argument("--columns", default=None, help="rename columns: canonical=theirs,...")
+    g.add_argument("--preset", default=None, help="named input layout, e.g. online-retail")
+    g.add_argument(
+        "--drop-invalid", action="store_true", help="drop rows without user id (counted)"
+    )
+    g.add_argument("--cache", default=None, help="embedding cache folder "
+                   "(default: $SEGMENTER_CACHE or ~/.cache/segmenter/embeddings)")  # fmt: skip
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, only warnings")
+
+
+def load_from_args(args: argparse.Namespace) -> EventData:
+    from segmenter.data import load_events, parse_columns
+
+    users, items, source = args.users, args.items, args.input
+    if source is None:
+        source = SAMPLE_DATA / "events.parquet"
+        users = users or SAMPLE_DATA / "users.parquet"
+        items = items or SAMPLE_DATA / "items.parquet"
+    return load_events(
+        source,
+        users=users,
+        items=items,
+        columns=parse_columns(args.columns),
+        preset=args.preset,
+        drop_invalid=args.drop_invalid,
+    )
+
+
+def cache_from_args(args: argparse.Namespace) -> EmbeddingCache | None:
+    from segmenter.embed import EmbeddingCache
+
+    if args.no_cache:
+        return None
+    root = args.cache or os.environ.get("SEGMENTER_CACHE")
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(base) / "segmenter" / "embeddings"
+    return EmbeddingCache(root)
 
 
 def run_cli(
@@ -30,15 +92,11 @@ def run_cli(
     """Parse, configure logging, run; a :class:`SegmenterError` becomes one line and exit 2."""
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "quiet", False))
-    if getattr(args, "quiet", False):
-        import os
-
-        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         return main(args)
     except SegmenterError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    except FileExistsError as exc:
-        print(f"{parser.prog}: error: {exc} exists and is not empty; pass --force", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; no output was written", file=sys.stderr)
+        return 130

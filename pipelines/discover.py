@@ -1,0 +1,121 @@
+"""Discover customer segments and write a run folder.
+
+    python -m pipelines.discover --k 8                        # the shipped sample data
+    python -m pipelines.discover --input events.parquet --users users.csv --k auto --out runs/a
+    python -m pipelines.discover --input ../shared/data/online_retail/online_retail.csv.gz \\
+        --preset online-retail --k 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from segmenter.errors import SegmenterError
+
+logger = logging.getLogger("pipelines.discover")
+
+
+def parse_k(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not an integer or 'auto'") from None
+
+
+def parse_range(value: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in value.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not of the form MIN:MAX") from None
+    return lo, hi
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from segmenter.config import METHODS, SegmenterConfig
+
+    d = SegmenterConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.discover",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_args(p)
+    g = p.add_argument_group("segments")
+    g.add_argument("--method", choices=METHODS, default=d.method, help="clustering method")
+    g.add_argument("--k", type=parse_k, default=d.k, help="number of segments, or 'auto'")
+    g.add_argument("--k-range", type=parse_range, default=d.k_range, help="MIN:MAX for --k auto")
+    g.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN smallest segment")
+    g.add_argument(
+        "--assign-outliers", action="store_true", help="HDBSCAN: attach outliers to a segment"
+    )
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of every random step")
+    g.add_argument(
+        "--feature-weight",
+        type=float,
+        default=d.feature_weight,
+        help="variance of behaviour features relative to the text embedding (0 = text only)",
+    )
+    g.add_argument("--pca-dims", type=int, default=d.pca_dims, help="PCA components (0 = off)")
+    g.add_argument("--umap-dims", type=int, default=d.umap_dims, help="UMAP dims (0 = off)")
+    g.add_argument(
+        "--umap-sample", type=int, default=d.umap_sample, help="fit UMAP on at most N customers"
+    )
+    g.add_argument("--deep", action="store_true", help="fine-tune the encoder with a k-means loss")
+    e = p.add_argument_group("encoder")
+    e.add_argument(
+        "--encoder", default=None, help="sentence-transformers folder (default: packaged MiniLM)"
+    )
+    e.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    e.add_argument("--batch-size", type=int, default=d.batch_size, help="texts per forward pass")
+    e.add_argument("--max-tokens", type=int, default=d.max_tokens, help="token budget per document")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=None, help="run folder (default: reports/<timestamp>/)")
+    o.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    o.add_argument("--no-report", action="store_true", help="skip report.html")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from segmenter.config import SegmenterConfig
+    from segmenter.model import Segmenter
+    from segmenter.runfolder import check_out, default_out, write_run
+
+    config = SegmenterConfig(
+        method=args.method,
+        k=args.k,
+        k_range=args.k_range,
+        seed=args.seed,
+        feature_weight=args.feature_weight,
+        pca_dims=args.pca_dims,
+        umap_dims=args.umap_dims,
+        umap_sample=args.umap_sample,
+        min_cluster_size=args.min_cluster_size,
+        assign_outliers=args.assign_outliers,
+        max_tokens=args.max_tokens,
+        encoder=args.encoder,
+        device=args.device,
+        batch_size=args.batch_size,
+        deep=args.deep,
+    ).validate()
+    if args.assign_outliers and args.method != "hdbscan":
+        raise SegmenterError("--assign-outliers only applies to --method hdbscan")
+    out = Path(args.out) if args.out else default_out()
+    check_out(out, force=args.force)
+    data = load_from_args(args)
+    model = Segmenter(config, cache=cache_from_args(args), progress=not args.quiet)
+    model.fit(data)
+    write_run(model, data, out, force=args.force, report=not args.no_report)
+    sizes = model.assignments_["segment_name"].value_counts(sort=True)
+    print(f"{model.k_} segments of {data.n_users} customers -> {out}")
+    for name, size in sizes.iter_rows():
+        print(f"  {size:>7}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(build_parser(), main))

@@ -1,0 +1,118 @@
+"""FAISS k-means over all points, several restarts, GPU index when faiss has GPUs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from segmenter.errors import SegmenterError
+
+logger = logging.getLogger(__name__)
+
+
+def faiss_has_gpu() -> bool:
+    """True when the installed faiss is a GPU build and sees at least one GPU."""
+    import faiss
+
+    return bool(hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0)
+
+
+def nearest(X: np.ndarray, centroids: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Squared L2 distances and indices of the ``k`` nearest centroids (exact, FAISS flat)."""
+    import faiss
+
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    k = min(k, len(centroids))
+    dist, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), k)
+    return np.maximum(dist, 0.0), idx
+
+
+def margin_confidence(sq_dist: np.ndarray) -> np.ndarray:
+    """1 - d1/d2: 0 on the border between two segments, 1 at a centre."""
+    if sq_dist.shape[1] < 2:
+        return np.ones(len(sq_dist), dtype=np.float32)
+    d = np.sqrt(sq_dist)
+    return np.clip(1.0 - d[:, 0] / np.maximum(d[:, 1], 1e-12), 0.0, 1.0).astype(np.float32)
+
+
+class KMeansClusterer:
+    """k-means (FAISS) with k-means++ initialization and restarts.
+
+    Parameters
+    ----------
+    k : int
+        Number of segments.
+    n_restarts : int
+        Independent runs; the one with the lowest inertia is kept.
+    n_iter : int
+        Lloyd iterations per run.
+    random_state : int
+        Seed of the initialization.
+    gpu : bool or None
+        Use a GPU index; ``None`` = when faiss has GPUs.
+    """
+
+    def __init__(
+        self,
+        k: int = 8,
+        *,
+        n_restarts: int = 5,
+        n_iter: int = 50,
+        random_state: int = 0,
+        gpu: bool | None = None,
+    ) -> None:
+        self.k = k
+        self.n_restarts = n_restarts
+        self.n_iter = n_iter
+        self.random_state = random_state
+        self.gpu = gpu
+
+    def fit(self, X: np.ndarray) -> KMeansClusterer:
+        import faiss
+
+        n = len(X)
+        if not isinstance(self.k, int | np.integer) or self.k < 2:
+            raise SegmenterError(f"--k={self.k} should be an integer >= 2 or 'auto'")
+        if n < self.k:
+            raise SegmenterError(f"n_samples={n} should be >= n_clusters={self.k}")
+        if self.n_restarts < 1 or self.n_iter < 1:
+            raise SegmenterError(
+                f"n_restarts={self.n_restarts} and n_iter={self.n_iter} should be >= 1"
+            )
+        gpu = faiss_has_gpu() if self.gpu is None else self.gpu
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        km = faiss.Kmeans(
+            X.shape[1],
+            int(self.k),
+            niter=self.n_iter,
+            nredo=self.n_restarts,
+            seed=int(self.random_state) % (2**31),
+            # the default (256) silently subsamples to k * 256 points; use them all
+            max_points_per_centroid=max(256, n // int(self.k) + 1),
+            min_points_per_centroid=1,
+            init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS,
+            gpu=bool(gpu),
+            verbose=False,
+        )
+        km.train(X)
+        self.gpu_ = bool(gpu)
+        self.cluster_centers_ = _canonical_order(np.asarray(km.centroids, dtype=np.float32), X)
+        dist, idx = nearest(X, self.cluster_centers_, 2)
+        self.labels_ = idx[:, 0].astype(np.int64)
+        self.inertia_ = float(dist[:, 0].sum())
+        return self
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segment, confidence and distance to the segment centre for each row of ``X``."""
+        dist, idx = nearest(X, self.cluster_centers_, 2)
+        return idx[:, 0].astype(np.int64), margin_confidence(dist), np.sqrt(dist[:, 0])
+
+
+def _canonical_order(centroids: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Number segments by size (largest = 0), ties by coordinates, so ids are stable."""
+    _, idx = nearest(X, centroids, 1)
+    sizes = np.bincount(idx[:, 0], minlength=len(centroids))
+    order = np.lexsort((centroids[:, 0], -sizes))
+    return np.ascontiguousarray(centroids[order])

