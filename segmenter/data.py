@@ -45,6 +45,8 @@ STRINGS = (
     "channel",
 )
 ITEM_COLUMNS = ("item_name", "category", "price")
+#: Row number in the input as read, carried through drops so errors name the user's row.
+_ROW = "__segmenter_row__"
 
 PRESETS: dict[str, dict[str, str]] = {
     "online-retail": {
@@ -135,6 +137,8 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
             if not shards:
                 raise SegmenterError(f"{what} folder '{p}' holds no .parquet files")
             return pl.concat([pl.read_parquet(s) for s in shards], how="diagonal_relaxed")
+        if p.stat().st_size == 0:
+            raise SegmenterError(f"{what} '{p}' is empty: 0 bytes")
         name = p.name.lower()
         if name.endswith(".parquet") or name.endswith(".pq"):
             return pl.read_parquet(p)
@@ -155,7 +159,8 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
 
 
 def _kind(p: Path) -> str:
-    return "parquet" if "parquet" in p.name.lower() or p.is_dir() else "CSV"
+    name = p.name.lower()
+    return "parquet" if name.endswith((".parquet", ".pq")) or p.is_dir() else "CSV"
 
 
 def fingerprint_paths(*paths: str | os.PathLike[str] | None) -> str:
@@ -209,7 +214,7 @@ def load_events(
     unknown = sorted(set(mapping) - set(CANONICAL) - {"country"})
     if unknown:
         raise SegmenterError(
-            f"--columns: unknown canonical name '{unknown[0]}'; allowed: {list(CANONICAL)}"
+            f"--columns: unknown canonical name '{unknown[0]}'; allowed: {[*CANONICAL, 'country']}"
         )
     if isinstance(path, pl.DataFrame):
         raw, source = path, "<frame>"
@@ -221,11 +226,16 @@ def load_events(
         )
     if raw.height == 0:
         raise SegmenterError(f"input '{source}' is empty: 0 rows; expected one row per event")
+    raw = raw.drop(_ROW, strict=False).with_row_index(_ROW)
     dropped: dict[str, int] = {}
     users_frame: pl.DataFrame | None = None
     if preset == "online-retail":
         raw, users_frame, dropped = _online_retail(raw, mapping)
     frame = _rename(raw, mapping, source)
+    if "country" in frame.columns:
+        # --columns country=THEIRS: a per-user attribute, like the preset's Country
+        country = _country_table(frame)
+        users_frame = country if users_frame is None else _merge_users(users_frame, country)
     frame = _canonicalize(frame, drop_invalid=drop_invalid, dropped=dropped)
     if items is not None:
         frame = _join_items(frame, _as_frame(items, "items"))
@@ -246,14 +256,19 @@ def _as_frame(obj: str | os.PathLike[str] | pl.DataFrame, what: str) -> pl.DataF
 
 
 def _rename(raw: pl.DataFrame, mapping: Mapping[str, str], source: str) -> pl.DataFrame:
-    present = raw.columns
+    present = [c for c in raw.columns if c != _ROW]
     for canonical, theirs in mapping.items():
         if theirs not in present:
             raise SegmenterError(
                 f"--columns: '{canonical}' is mapped to '{theirs}', which is not a column of "
                 f"'{source}'; columns present: {preview(present, 20)}"
             )
-    renamed = raw.rename({theirs: canonical for canonical, theirs in mapping.items()})
+    # select, not rename: a canonical name that also exists in their table is replaced by the
+    # mapped column, and one of their columns may feed two canonical ones
+    renamed = raw.select(
+        *[pl.col(theirs).alias(canonical) for canonical, theirs in mapping.items()],
+        *[c for c in raw.columns if c not in mapping],
+    )
     for column in REQUIRED:
         if column not in renamed.columns:
             raise SegmenterError(
@@ -267,13 +282,13 @@ def _canonicalize(
     frame: pl.DataFrame, *, drop_invalid: bool, dropped: dict[str, int]
 ) -> pl.DataFrame:
     keep = [c for c in CANONICAL if c in frame.columns]
-    frame = frame.select(keep)
+    frame = frame.select(*keep, _ROW)
     frame = frame.with_columns(_normalize_id(frame["user_id"]).alias("user_id"))
     bad = frame["user_id"].is_null() | (frame["user_id"] == "")
     n_bad = int(bad.sum())
     if n_bad:
         if not drop_invalid:
-            row = int(bad.arg_true()[0])
+            row = int(frame[_ROW][int(bad.arg_true()[0])])
             raise SegmenterError(
                 f"column 'user_id': {n_bad} rows have a null or empty user id (first at row "
                 f"{row}); every event needs a customer key, or pass --drop-invalid to drop them"
@@ -282,10 +297,10 @@ def _canonicalize(
         dropped["null or empty user_id"] = dropped.get("null or empty user_id", 0) + n_bad
         if frame.height == 0:
             raise SegmenterError("input has no rows left after dropping rows without user_id")
-    frame = frame.with_columns(_parse_timestamp(frame["timestamp"]))
+    frame = frame.with_columns(_parse_timestamp(frame["timestamp"], rows=frame[_ROW]))
     for column in NUMERIC:
         if column in frame.columns:
-            frame = frame.with_columns(_parse_number(frame[column], column))
+            frame = frame.with_columns(_parse_number(frame[column], column, rows=frame[_ROW]))
     for column in STRINGS[1:]:
         if column in frame.columns:
             frame = frame.with_columns(_as_string(frame[column]).alias(column))
@@ -297,9 +312,20 @@ def _canonicalize(
     frame = frame.with_columns(
         [defaults.get(c, pl.lit(None)).cast(_dtype(c)).alias(c) for c in missing]
     )
+    event = pl.col("event_type").str.to_lowercase().str.strip_chars()
     frame = frame.with_columns(
-        pl.col("event_type").fill_null("purchase").str.to_lowercase().str.strip_chars(),
+        pl.when(event.is_null() | (event == ""))
+        .then(pl.lit("purchase"))
+        .otherwise(event)
+        .alias("event_type"),
         pl.col("quantity").fill_null(1.0),
+    )
+    # the contract: a negative quantity means returned
+    frame = frame.with_columns(
+        pl.when((pl.col("event_type") == "purchase") & (pl.col("quantity") < 0))
+        .then(pl.lit("return"))
+        .otherwise(pl.col("event_type"))
+        .alias("event_type")
     )
     return frame.select(CANONICAL)
 
@@ -326,12 +352,21 @@ def _as_string(series: pl.Series) -> pl.Series:
 def _normalize_id(series: pl.Series) -> pl.Series:
     """Customer keys as strings; "17850.0" (a float round trip) becomes "17850"."""
     text = _as_string(series).str.strip_chars()
-    if bool(text.drop_nulls().str.contains(r"^-?\d+\.0+$").all()) and text.drop_nulls().len():
+    present = text.drop_nulls()
+    # only when every key is a whole number (some written as floats): "1.5" or "A.0" stay
+    if bool(present.str.contains(r"\.0+$").any()) and bool(
+        present.str.contains(r"^-?\d+(?:\.0+)?$").all()
+    ):
         text = text.str.replace(r"\.0+$", "")
     return text
 
 
-def _parse_timestamp(series: pl.Series) -> pl.Series:
+def _row_of(position: int, rows: pl.Series | None) -> int:
+    """The input row of a position in a (possibly filtered) column."""
+    return int(rows[position]) if rows is not None else position
+
+
+def _parse_timestamp(series: pl.Series, *, rows: pl.Series | None = None) -> pl.Series:
     name = "timestamp"
     if series.dtype == pl.Datetime or isinstance(series.dtype, pl.Datetime):
         parsed = series.dt.replace_time_zone(None) if series.dtype.time_zone else series  # type: ignore[attr-defined]
@@ -339,18 +374,7 @@ def _parse_timestamp(series: pl.Series) -> pl.Series:
     elif series.dtype == pl.Date:
         parsed = series.cast(pl.Datetime("us"))
     elif series.dtype == pl.String:
-        text = series.str.strip_chars()
-        parsed = None
-        for fmt in _TIMESTAMP_FORMATS:
-            attempt = text.str.to_datetime(fmt, strict=False, time_unit="us")
-            if attempt.null_count() == text.null_count():
-                parsed = attempt
-                break
-        if parsed is None:
-            attempt = text.str.to_datetime(strict=False, time_unit="us")
-            if attempt.dtype != pl.Datetime("us"):
-                attempt = attempt.dt.replace_time_zone(None).cast(pl.Datetime("us"))
-            parsed = attempt
+        parsed = _parse_timestamp_strings(series.str.strip_chars())
     else:
         raise SegmenterError(
             f"column 'timestamp' has type {series.dtype}; expected a datetime or an ISO-8601 "
@@ -358,21 +382,50 @@ def _parse_timestamp(series: pl.Series) -> pl.Series:
         )
     bad = parsed.is_null() & series.is_not_null()
     if series.null_count():
-        row = int(series.is_null().arg_true()[0])
+        row = _row_of(int(series.is_null().arg_true()[0]), rows)
         raise SegmenterError(
             f"column 'timestamp': {series.null_count()} rows have no timestamp (first at row "
             f"{row}); expected an ISO-8601 datetime on every event"
         )
     if bool(bad.any()):
-        row = int(bad.arg_true()[0])
+        position = int(bad.arg_true()[0])
         raise SegmenterError(
-            f"column 'timestamp': cannot parse '{series[row]}' (row {row}) as a datetime; "
+            f"column 'timestamp': cannot parse '{series[position]}' (row "
+            f"{_row_of(position, rows)}) as a datetime; "
             f"expected ISO-8601 such as 2011-01-31 08:26:00"
         )
     return parsed.alias(name)
 
 
-def _parse_number(series: pl.Series, column: str) -> pl.Series:
+def _parse_timestamp_strings(text: pl.Series) -> pl.Series:
+    """Each value in the first of the known formats that parses it, then polars' inference.
+
+    Values that nothing parses stay null (the caller reports the first of them).
+    """
+    parsed = pl.Series("timestamp", [None] * text.len(), dtype=pl.Datetime("us"))
+    for fmt in _TIMESTAMP_FORMATS:
+        todo = parsed.is_null() & text.is_not_null()
+        if not bool(todo.any()):
+            return parsed
+        attempt = text.str.to_datetime(fmt, strict=False, time_unit="us")
+        parsed = pl.select(pl.coalesce(pl.lit(parsed), pl.lit(attempt))).to_series()
+    todo = parsed.is_null() & text.is_not_null()
+    if not bool(todo.any()):
+        return parsed
+    rest = pl.select(pl.when(pl.lit(todo)).then(pl.lit(text))).to_series()
+    try:
+        # time-zone offsets (2011-01-31T08:26:00+01:00, ...Z): UTC, then naive
+        attempt = rest.str.to_datetime(strict=False, time_unit="us")
+        if isinstance(attempt.dtype, pl.Datetime) and attempt.dtype.time_zone is not None:
+            attempt = attempt.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        attempt = attempt.cast(pl.Datetime("us"))
+    except pl.exceptions.PolarsError:
+        # no format could be inferred from the first value: leave these unparsed
+        return parsed
+    return pl.select(pl.coalesce(pl.lit(parsed), pl.lit(attempt))).to_series()
+
+
+def _parse_number(series: pl.Series, column: str, *, rows: pl.Series | None = None) -> pl.Series:
     if series.dtype.is_numeric():
         return series.cast(pl.Float64).alias(column)
     if series.dtype == pl.Boolean:
@@ -382,9 +435,10 @@ def _parse_number(series: pl.Series, column: str) -> pl.Series:
     parsed = text.cast(pl.Float64, strict=False)
     bad = parsed.is_null() & text.is_not_null()
     if bool(bad.any()):
-        row = int(bad.arg_true()[0])
+        position = int(bad.arg_true()[0])
         raise SegmenterError(
-            f"column '{column}': '{text[row]}' (row {row}) is not a number; expected numeric "
+            f"column '{column}': '{text[position]}' (row {_row_of(position, rows)}) is not a "
+            f"number; expected numeric "
             f"values such as 12.5 ({int(bad.sum())} bad rows)"
         )
     return parsed.alias(column)
@@ -405,8 +459,8 @@ def _online_retail(
     no_id = cid.is_null() | (_as_string(cid).str.strip_chars() == "")
     dropped = {"online-retail: no CustomerID": int(no_id.sum())} if no_id.any() else {}
     raw = raw.filter(~no_id)
-    qty = _parse_number(raw["Quantity"], "Quantity")
-    price = _parse_number(raw["UnitPrice"], "UnitPrice")
+    qty = _parse_number(raw["Quantity"], "Quantity", rows=raw[_ROW])
+    price = _parse_number(raw["UnitPrice"], "UnitPrice", rows=raw[_ROW])
     invoice = _as_string(raw["InvoiceNo"])
     is_return = invoice.str.starts_with("C") | (qty < 0)
     raw = raw.with_columns(
@@ -431,6 +485,21 @@ def _online_retail(
     return raw, users, dropped
 
 
+def _country_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """``user_id`` and each user's most common country (ties: alphabetical)."""
+    table = pl.DataFrame(
+        {
+            "user_id": _normalize_id(frame["user_id"]),
+            "country": _as_string(frame["country"]).str.strip_chars(),
+        }
+    ).filter(pl.col("user_id").is_not_null() & (pl.col("user_id") != ""))
+    return (
+        table.group_by("user_id")
+        .agg(pl.col("country").drop_nulls().mode().sort().first())
+        .sort("user_id")
+    )
+
+
 def _users_table(users: pl.DataFrame) -> pl.DataFrame:
     if "user_id" not in users.columns:
         raise SegmenterError(
@@ -446,7 +515,7 @@ def _merge_users(base: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
 
 
 def _join_items(events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """Fill item_name / category (and amount from price) from an items table."""
+    """Fill item_name / category (and the amount of purchases and returns from price)."""
     if "item_id" not in items.columns:
         raise SegmenterError(
             f"items table is missing column 'item_id'; columns present: {preview(items.columns)}"
@@ -460,16 +529,23 @@ def _join_items(events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
         ],
     ).unique("item_id", keep="first")
     table = table.rename({c: f"_item_{c}" for c in cols})
-    joined = events.join(table, on="item_id", how="left")
+    joined = (
+        events.with_row_index("_row")
+        .join(table, on="item_id", how="left")
+        .sort("_row")  # a join does not promise to keep the order of the events
+    )
     fills = []
     for column in ("item_name", "category"):
         if column in cols:
             fills.append(pl.coalesce(pl.col(column), pl.col(f"_item_{column}")).alias(column))
     if "price" in cols:
+        # only money that changed hands: a view or a review of the item has no amount
+        paid = pl.col("event_type").is_in(["purchase", "return"])
         fills.append(
-            pl.coalesce(pl.col("amount"), pl.col("_item_price") * pl.col("quantity")).alias(
-                "amount"
-            )
+            pl.when(paid)
+            .then(pl.coalesce(pl.col("amount"), pl.col("_item_price") * pl.col("quantity")))
+            .otherwise(pl.col("amount"))
+            .alias("amount")
         )
     joined = joined.with_columns(fills)
     return joined.select(CANONICAL)

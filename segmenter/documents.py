@@ -78,23 +78,45 @@ class TokenBudget:
         return np.array([len(e.ids) for e in encodings], dtype=np.int64)
 
     def cut(self, texts: Sequence[str]) -> list[str]:
+        """Texts over the budget cut at a token boundary (preferably a word's) and marked "…".
+
+        Every returned text has at most ``max_tokens`` tokens: the cut is re-tokenized and
+        shortened by one more token while it is over (the ellipsis is a token of its own, and a
+        word cut short can split into more pieces than it had whole).
+        """
         out = list(texts)
         encodings = self.tokenizer.encode_batch(out)
+        todo: dict[int, tuple[list[tuple[int, int]], int]] = {}
         for i, enc in enumerate(encodings):
             if len(enc.ids) <= self.max_tokens:
                 continue
-            # last content token that fits, leaving room for [SEP]
-            keep = self.max_tokens - 2
             offsets = [
                 o for o, s in zip(enc.offsets, enc.special_tokens_mask, strict=True) if not s
             ]
-            end = offsets[keep - 1][1] if keep > 0 else 0
-            text = out[i][:end]
-            cut_at = max(text.rfind(" "), text.rfind(","), text.rfind("."))
-            if cut_at > len(text) * 0.8:
-                text = text[:cut_at]
-            out[i] = text.rstrip(" ,;") + "…" if text else text
+            # content tokens that fit next to [CLS] and [SEP]
+            todo[i] = (offsets, self.max_tokens - 2)
+        while todo:
+            for i, (offsets, keep) in todo.items():
+                out[i] = _shorten(texts[i], offsets, keep)
+            rows = list(todo)
+            counts = self.count([out[i] for i in rows])
+            todo = {
+                i: (todo[i][0], todo[i][1] - 1)
+                for i, n in zip(rows, counts, strict=True)
+                if n > self.max_tokens and todo[i][1] > 0
+            }
         return out
+
+
+def _shorten(text: str, offsets: Sequence[tuple[int, int]], keep: int) -> str:
+    """``text`` up to the end of its ``keep``-th token, at a word boundary when one is near."""
+    end = offsets[keep - 1][1] if keep > 0 else 0
+    head = text[:end]
+    cut_at = max(head.rfind(" "), head.rfind(","), head.rfind("."))
+    if cut_at > len(head) * 0.8:
+        head = head[:cut_at]
+    head = head.rstrip(" ,;")
+    return head + "…" if head else ""
 
 
 class DocumentBuilder:
@@ -190,11 +212,11 @@ class DocumentBuilder:
             _texts(ev, "search", 3, 60, "Searches: "),
             _texts(ev, None, self.n_texts, self.text_chars, "Writes: "),
         ]
-        frame = features.select("user_id")
+        frame = features.select("user_id").with_row_index("_row")
         for i, part in enumerate(parts):
             frame = frame.join(part.rename({"piece": f"p{i}"}), on="user_id", how="left")
         pieces = [pl.col(f"p{i}") for i in range(len(parts))]
-        frame = frame.select(
+        frame = frame.sort("_row").select(  # joins do not promise to keep the features' order
             "user_id",
             pl.concat_str(pieces, separator=" ", ignore_nulls=True).alias("document"),
         )
@@ -409,7 +431,8 @@ def _texts(
     sep = "; " if event_type == "search" else '" "'
     quote = "" if event_type == "search" else '"'
     return (
-        texts.sort(["user_id", "timestamp"], descending=[False, True])
+        # the text breaks ties in time, so that the input's row order does not matter
+        texts.sort(["user_id", "timestamp", "text"], descending=[False, True, False])
         .unique(["user_id", "text"], keep="first", maintain_order=True)
         .group_by("user_id", maintain_order=True)
         .head(k)

@@ -81,6 +81,13 @@ def behaviour(
     polars.DataFrame
         ``user_id`` plus :data:`BASE_FEATURES` and one column per channel, sorted by user_id,
         no nulls.
+
+    Notes
+    -----
+    ``frequency`` counts distinct purchase orders (events without an order id group by day);
+    ``monetary`` is the purchase amount minus the amount of returns (whatever their sign);
+    ``return_rate`` is units returned per unit bought, capped at 1; daypart and weekend shares
+    are over all the customer's events.
     """
     ref = as_of or events["timestamp"].max()
     ev = events.with_columns(
@@ -97,15 +104,16 @@ def behaviour(
     hour = pl.col("_hour")
     aggs = [
         pl.col("_order").filter(buy).n_unique().alias("frequency"),
-        pl.col("amount").filter(buy | pl.col("_ret")).sum().alias("monetary"),
         pl.col("amount").filter(buy).sum().alias("_gross"),
+        # returns count against spend whichever sign the data gives their amount
+        pl.col("amount").filter(pl.col("_ret")).abs().sum().alias("_refund"),
         pl.col("quantity").filter(buy).abs().sum().alias("_qty"),
         pl.col("quantity").filter(pl.col("_ret")).abs().sum().alias("_ret_qty"),
         pl.col("timestamp").filter(buy).max().alias("_last_buy"),
         pl.col("timestamp").filter(buy).min().alias("_first_buy"),
         pl.col("timestamp").max().alias("_last"),
         pl.col("timestamp").min().alias("_first"),
-        pl.col("item_id").filter(buy).n_unique().alias("n_distinct_items"),
+        pl.col("item_id").filter(buy).drop_nulls().n_unique().alias("n_distinct_items"),
         pl.col("category").filter(buy).drop_nulls().n_unique().alias("n_distinct_categories"),
         hour.is_between(6, 11).mean().alias("share_morning"),
         hour.is_between(12, 17).mean().alias("share_afternoon"),
@@ -126,14 +134,18 @@ def behaviour(
     day = 86_400_000_000  # microseconds
     last_seen = pl.coalesce(pl.col("_last_buy"), pl.col("_last"))
     features = per_user.with_columns(
+        (pl.col("_gross") - pl.col("_refund")).alias("monetary"),
         ((pl.lit(ref) - last_seen).dt.total_microseconds() / day).clip(0).alias("recency_days"),
         ((pl.lit(ref) - pl.col("_first")).dt.total_microseconds() / day)
         .clip(0)
         .alias("tenure_days"),
         (pl.col("_gross") / pl.col("frequency").clip(1)).alias("avg_order_value"),
         (pl.col("_qty") / pl.col("frequency").clip(1)).alias("basket_size"),
-        (pl.col("_ret_qty") / (pl.col("_qty") + pl.col("_ret_qty")).clip(1e-9))
-        .clip(0, 1)
+        # units returned per unit bought; 1 when they returned more than they bought here
+        # (returns of purchases made before the data starts)
+        pl.when(pl.col("_ret_qty") > 0)
+        .then((pl.col("_ret_qty") / pl.col("_qty").clip(1e-9)).clip(0, 1))
+        .otherwise(0.0)
         .alias("return_rate"),
         pl.when(pl.col("frequency") > 1)
         .then(

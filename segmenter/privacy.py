@@ -5,22 +5,49 @@ from __future__ import annotations
 import polars as pl
 
 #: (pattern, replacement), applied in order; Rust regex syntax (polars) that Python's re accepts.
+#: The e-mail pattern is ASCII on purpose: ``\w`` is Unicode and would swallow the Chinese
+#: (or any other script's) text written right next to an address.
 PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "[email]"),
+    (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),
     (r"\d{9,}", "[number]"),
     (r"\+?\(?\d(?:[ ()./-]{0,2}\d){8,}", "[phone]"),
     (r"\d{5,}", "[number]"),
 )
 
+#: Dates (2021-05-03, 2021/5/3, 03.05.2021, 3/5/2021) are not personal data, but followed by a
+#: time or a number ("2021-05-03 12:30") their digits look like a phone number. Before masking,
+#: a private-use mark is put after the year, month and day so that no digit run crosses them;
+#: the marks are removed afterwards. (The leading and trailing non-digit is captured and put
+#: back, since the regex engine has no look-around; a second pass catches adjacent dates.)
+_MARK = "\ue000"
+_PROTECT: tuple[tuple[str, str], ...] = (
+    (
+        r"(^|\D)((?:19|20)\d\d)([-/.])(0?[1-9]|1[0-2])([-/.])(0?[1-9]|[12]\d|3[01])(\D|$)",
+        f"${{1}}${{2}}{_MARK}${{3}}${{4}}{_MARK}${{5}}${{6}}{_MARK}${{7}}",
+    ),
+    (
+        r"(^|\D)(0?[1-9]|[12]\d|3[01])([-/.])(0?[1-9]|1[0-2])([-/.])((?:19|20)\d\d)(\D|$)",
+        f"${{1}}${{2}}{_MARK}${{3}}${{4}}{_MARK}${{5}}${{6}}{_MARK}${{7}}",
+    ),
+)
+
 
 def mask_expr(expr: pl.Expr) -> pl.Expr:
-    """Polars expression masking e-mail addresses, phone numbers and long digit runs."""
+    """Polars expression masking e-mail addresses, phone numbers and long digit runs.
+
+    Dates such as ``2021-05-03`` (also with a time after them), short numbers and sizes are
+    left as they are.
+    """
+    expr = expr.str.replace_all(_MARK, "", literal=True)
+    for _ in range(2):
+        for pattern, replacement in _PROTECT:
+            expr = expr.str.replace_all(pattern, replacement)
     for pattern, replacement in PATTERNS:
         expr = expr.str.replace_all(pattern, replacement)
-    return expr
+    return expr.str.replace_all(_MARK, "", literal=True)
 
 
 def mask(text: str) -> str:
     """Mask one string (same rules as :func:`mask_expr`)."""
-    out = pl.Series([text]).to_frame("t").select(mask_expr(pl.col("t")))
+    out = pl.Series([text], dtype=pl.String).to_frame("t").select(mask_expr(pl.col("t")))
     return str(out.item())
