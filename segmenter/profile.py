@@ -1,81 +1,480 @@
-"""Per-segment statistics and automatic short names."""
+"""Segment profiles: what sets each segment apart from the whole customer base.
+
+For every segment (HDBSCAN outliers, id -1, get a profile of their own): size and share; value
+statistics with their lift over the base; the categories and items it buys more than the base
+does; distinctive terms from a class-based TF-IDF over its documents and texts; timing and
+channel habits; the customers closest to its centre; and a short, unique name.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from segmenter.documents import DAYPARTS, REPEAT_WORDS, VALUE_WORDS
+from segmenter.privacy import mask_expr
+
 if TYPE_CHECKING:
     from segmenter.data import EventData
     from segmenter.model import Segmenter
 
-#: (feature, word when the segment median is clearly above the base, word when below)
-_NAME_FACTS = (
-    ("monetary", "High value", "Low value"),
-    ("frequency", "Frequent", "Infrequent"),
-    ("recency_days", "Lapsed", "Active"),
-    ("avg_order_value", "Big orders", "Small orders"),
-    ("return_rate", "Returners", None),
-    ("share_night", "Late-night", None),
-    ("share_weekend", "Weekend", None),
-)
+logger = logging.getLogger(__name__)
+
+OUTLIERS = "Outliers"
+#: Value statistics reported with their lift over the whole base (median and mean).
+VALUE_STATS = (
+    "monetary", "avg_order_value", "frequency", "recency_days", "tenure_days", "return_rate",
+)  # fmt: skip
+TIMING = ("share_morning", "share_afternoon", "share_evening", "share_night", "share_weekend")
+_TIME_WORDS = {
+    "share_morning": "morning",
+    "share_afternoon": "afternoon",
+    "share_evening": "evening",
+    "share_night": "late-night",
+    "share_weekend": "weekend",
+}
+_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+_TEMPLATE = """categories items shops mostly varied times weekdays weekends via rates average
+searches writes country age band never returns sometimes often one time buyer bought customer
+value spend order baskets email phone number"""
 
 
-def segment_stats(features: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
-    """Size, share and medians of the main behaviour features per segment."""
+_CJK_FUNCTION = "的了很是都也和就我你他她它这那在不有还但吗呢吧啊把被"
+
+
+def _members(user_id: pl.Series, labels: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({"user_id": user_id, "segment": pl.Series(labels, dtype=pl.Int64)})
+
+
+def _schema(**lists: type[pl.DataType]) -> pl.Schema:
+    """``segment`` and list columns of the given inner types."""
+    return pl.Schema({"segment": pl.Int64(), **{k: pl.List(v) for k, v in lists.items()}})
+
+
+def _order(frame: pl.DataFrame, col: str = "segment") -> pl.DataFrame:
+    """Segments in id order, outliers (-1) last."""
+    return frame.sort(pl.col(col) < 0, col)
+
+
+def value_stats(features: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
+    """Size, share, value statistics with their lifts, timing shares and feature percentiles.
+
+    Parameters
+    ----------
+    features : polars.DataFrame of shape (n_users, ...)
+        ``user_id`` plus behaviour features (:func:`segmenter.features.behaviour`).
+    labels : ndarray of shape (n_users,)
+        Segment of each row of ``features`` (-1 = outlier).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per segment: ``segment, size, share``; for each of :data:`VALUE_STATS`
+        ``median_*, mean_*, base_median_*, base_mean_*, lift_median_*, lift_mean_*`` (lift is
+        null where the base value is 0); for :data:`TIMING` the mean share, its base and lift;
+        ``pct_<feature>``: the segment's mean percentile (0-100; the base is 50) of every
+        feature that varies, for the heatmap.
+    """
+    n = features.height
     frame = features.with_columns(pl.Series("segment", labels, dtype=pl.Int64))
-    cols = [c for c, *_ in _NAME_FACTS if c in features.columns]
+    stats = [c for c in VALUE_STATS if c in features.columns]
+    timing = [c for c in TIMING if c in features.columns]
+    numeric = [c for c, t in features.schema.items() if c != "user_id" and t.is_numeric()]
+    varying = [c for c in numeric if features[c].n_unique() > 1]
+    ranks = [(pl.col(c).rank("average") / n * 100).alias(f"pct_{c}") for c in varying]
+    aggs = [pl.len().cast(pl.Int64).alias("size")]
+    for c in stats:
+        aggs += [pl.col(c).median().alias(f"median_{c}"), pl.col(c).mean().alias(f"mean_{c}")]
+    aggs += [pl.col(c).mean() for c in timing]
+    aggs += [pl.col(f"pct_{c}").mean() for c in varying]
+    out = frame.with_columns(ranks).group_by("segment").agg(aggs)
+    lifts: list[pl.Expr] = [(pl.col("size") / n).alias("share")]
+    for c in stats:
+        for kind, value in (("median", features[c].median()), ("mean", features[c].mean())):
+            base = float(value or 0.0)  # type: ignore[arg-type]
+            lifts += [pl.lit(base).alias(f"base_{kind}_{c}"), _lift(f"{kind}_{c}", base)]
+    for c in timing:
+        base = float(features[c].mean() or 0.0)  # type: ignore[arg-type]
+        lifts += [pl.lit(base).alias(f"base_{c}"), _lift(c, base)]
+    return _order(out.with_columns(lifts))
+
+
+def _lift(col: str, base: float) -> pl.Expr:
+    expr = pl.col(col) / base if base else pl.lit(None, dtype=pl.Float64)
+    return expr.cast(pl.Float64).alias(f"lift_{col}")
+
+
+def distinctive(
+    events: pl.DataFrame,
+    members: pl.DataFrame,
+    key: str,
+    *,
+    top: int = 5,
+    min_customers: int = 3,
+    min_customer_share: float = 0.05,
+    min_lift: float = 1.2,
+) -> pl.DataFrame:
+    """The values of ``key`` (category or item) that a segment buys more than the base does.
+
+    ``share`` is the value's share of the segment's purchase lines, ``lift`` that share over
+    the value's share of all purchase lines. Values are ranked by lift, among those with
+    support: bought by at least ``max(min_customers, min_customer_share * buyers in the
+    segment)`` of its customers (so that a rare exclusive bought by one or two does not win),
+    and ``lift >= min_lift``.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``segment``, ``top`` (list of str), ``top_share``, ``top_lift`` (lists of float).
+    """
+    label = _item_label() if key == "item" else pl.col(key).str.strip_chars()
+    bought = (
+        events.filter(pl.col("event_type") == "purchase")
+        .select("user_id", label.alias("value"))
+        .filter(pl.col("value").is_not_null() & (pl.col("value") != ""))
+        .join(members, on="user_id", how="inner")
+    )
+    schema = _schema(top=pl.String, top_share=pl.Float64, top_lift=pl.Float64)
+    if bought.height == 0:
+        return pl.DataFrame(schema=schema)
+    base = bought.group_by("value").agg((pl.len() / bought.height).alias("base_share"))
+    buyers = bought.group_by("segment").agg(pl.col("user_id").n_unique().alias("buyers"))
+    support = pl.max_horizontal(pl.lit(min_customers), pl.col("buyers") * min_customer_share)
     return (
-        frame.group_by("segment")
+        bought.group_by("segment", "value")
+        .agg(pl.len().alias("n"), pl.col("user_id").n_unique().alias("customers"))
+        .join(base, on="value")
+        .join(buyers, on="segment")
+        .with_columns((pl.col("n") / pl.col("n").sum().over("segment")).alias("share"))
+        .with_columns((pl.col("share") / pl.col("base_share")).alias("lift"))
+        .filter((pl.col("customers") >= support) & (pl.col("lift") >= min_lift))
+        .sort(["segment", "lift", "customers", "value"], descending=[False, True, True, False])
+        .group_by("segment", maintain_order=True)
+        .head(top)
+        .group_by("segment", maintain_order=True)
         .agg(
-            pl.len().alias("size"),
-            *[pl.col(c).median().alias(f"median_{c}") for c in cols],
+            pl.col("value").alias("top"),
+            pl.col("share").alias("top_share"),
+            pl.col("lift").alias("top_lift"),
         )
-        .with_columns((pl.col("size") / len(labels)).alias("share"))
-        .sort("segment")
+        .cast(schema)
     )
 
 
-def name_segments(features: pl.DataFrame, labels: np.ndarray) -> dict[int, str]:
-    """A short name per segment from the facts that set it apart from the whole base.
+def _item_label() -> pl.Expr:
+    return (
+        pl.coalesce(pl.col("item_name"), pl.col("item_id"))
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
 
-    Each behaviour feature is ranked over all customers (percentiles); a segment gets a word
-    when its mean percentile is far from the middle. Names are made unique with a number.
+
+def channel_mix(events: pl.DataFrame, members: pl.DataFrame, *, top: int = 6) -> pl.DataFrame:
+    """Each segment's share of events per channel, largest first, with the lift over the base.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``segment``, ``channels`` (list of str), ``channel_shares``, ``channel_lifts``.
     """
-    cols = [c for c, *_ in _NAME_FACTS if c in features.columns]
-    ranks = features.select([pl.col(c).rank("average") / features.height for c in cols])
-    pct = ranks.to_numpy()
-    names: dict[int, str] = {}
-    for seg in sorted(int(s) for s in np.unique(labels) if s >= 0):
-        mean = pct[labels == seg].mean(axis=0)
-        scored = []
-        for j, (col, up, down) in enumerate(f for f in _NAME_FACTS if f[0] in cols):
-            delta = mean[j] - 0.5
-            word = up if delta > 0 else down
-            if word and abs(delta) > 0.12:
-                scored.append((abs(delta), word, col))
-        scored.sort(reverse=True)
-        words = [w for _, w, _ in scored[:3]] or ["Mainstream"]
-        names[seg] = " · ".join(words)
-    seen: dict[str, int] = {}
-    for seg, name in names.items():
-        seen[name] = seen.get(name, 0) + 1
-        if list(names.values()).count(name) > 1:
-            names[seg] = f"{name} {seen[name]}"
+    ev = events.filter(pl.col("channel").is_not_null()).select("user_id", "channel")
+    ev = ev.join(members, on="user_id", how="inner")
+    schema = _schema(channels=pl.String, channel_shares=pl.Float64, channel_lifts=pl.Float64)
+    if ev.height == 0:
+        return pl.DataFrame(schema=schema)
+    base = ev.group_by("channel").agg((pl.len() / ev.height).alias("base"))
+    return (
+        ev.group_by("segment", "channel")
+        .agg(pl.len().alias("n"))
+        .with_columns((pl.col("n") / pl.col("n").sum().over("segment")).alias("s"))
+        .join(base, on="channel")
+        .sort(["segment", "s", "channel"], descending=[False, True, False])
+        .group_by("segment", maintain_order=True)
+        .head(top)
+        .group_by("segment", maintain_order=True)
+        .agg(
+            pl.col("channel").alias("channels"),
+            pl.col("s").alias("channel_shares"),
+            (pl.col("s") / pl.col("base")).alias("channel_lifts"),
+        )
+        .cast(schema)
+    )
+
+
+def stop_words(extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """English stop words, the words of the document template and ``extra``."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    phrases = [*REPEAT_WORDS, *DAYPARTS.values(), _TEMPLATE, *extra]
+    phrases += [w for words in VALUE_WORDS.values() for w in words]
+    return frozenset(ENGLISH_STOP_WORDS) | frozenset(tokenize(" ".join(phrases)))
+
+
+def tokens_expr(text: pl.Expr) -> pl.Expr:
+    """List of tokens: lowercase words for alphabetic scripts, character bigrams for CJK.
+
+    Pure numbers and one-letter words are dropped (stop words are the caller's business).
+    """
+    low = text.str.to_lowercase()
+    words = low.str.replace_all(f"[{_CJK}]+", " ").str.extract_all(r"[\p{L}\p{N}]+")
+    # overlapping bigrams: the pairs of each CJK run, then the pairs after its first character
+    pairs = low.str.extract_all(f"[{_CJK}]{{2}}")
+    shifted = low.str.replace_all(f"(^|[^{_CJK}])[{_CJK}]", "${1}").str.extract_all(
+        f"[{_CJK}]{{2}}"
+    )
+    keep = (pl.element().str.len_chars() > 1) & ~pl.element().str.contains(r"^\d+$")
+    # a bigram with a function character is mostly the seam between two words
+    seam = pl.element().str.contains(f"[{_CJK_FUNCTION}]")
+    bigrams = pl.concat_list(pairs, shifted).list.eval(pl.element().filter(~seam))
+    return pl.concat_list(words.list.eval(pl.element().filter(keep)), bigrams)
+
+
+def tokenize(text: str) -> list[str]:
+    """:func:`tokens_expr` on one string."""
+    out = pl.select(tokens_expr(pl.lit(text, dtype=pl.String))).item()
+    return list(out)
+
+
+def class_tfidf(
+    texts: pl.DataFrame,
+    *,
+    top: int = 10,
+    stop: frozenset[str] | None = None,
+    min_lift: float = 1.2,
+    max_texts: int = 20_000,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Distinctive terms per segment by class-based TF-IDF (as in BERTopic).
+
+    All texts of a segment form one class document; a term's weight is its frequency in the
+    class (normalized by the class length) times ``log(1 + A / f)``, with ``A`` the average
+    number of words per class and ``f`` the term's frequency over all classes. Terms the
+    segment uses less than ``min_lift`` times as often as everybody (a country most customers
+    share, say) are left out when there are several segments.
+
+    Parameters
+    ----------
+    texts : polars.DataFrame
+        ``segment`` and ``text`` (customer documents and what customers wrote).
+    max_texts : int
+        At most this many texts per segment (a seeded sample) are read.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``segment``, ``top_terms`` (list of str), ``top_term_scores`` (list of float).
+    """
+    schema = _schema(top_terms=pl.String, top_term_scores=pl.Float64)
+    stop = stop if stop is not None else stop_words()
+    sample = texts.filter(
+        pl.int_range(pl.len()).shuffle(seed=seed).over("segment") < max_texts
+    ).select("segment", tokens_expr(pl.col("text")).alias("term"))
+    terms = sample.explode("term").filter(
+        pl.col("term").is_not_null() & ~pl.col("term").is_in(list(stop))
+    )
+    if terms.height == 0:
+        return pl.DataFrame(schema=schema)
+    counts = terms.group_by("segment", "term").agg(pl.len().alias("n"))
+    n_classes = counts["segment"].n_unique()
+    total = counts["n"].sum()
+    f = pl.col("n").sum().over("term")
+    tf = pl.col("n") / pl.col("n").sum().over("segment")
+    return (
+        counts.with_columns(tf.alias("tf"), (1 + total / n_classes / f).log().alias("idf"))
+        .filter((pl.col("tf") / (f / total) >= min_lift) | (n_classes < 2))
+        .with_columns((pl.col("tf") * pl.col("idf")).alias("score"))
+        .sort(["segment", "score", "term"], descending=[False, True, False])
+        .group_by("segment", maintain_order=True)
+        .head(top)
+        .group_by("segment", maintain_order=True)
+        .agg(pl.col("term").alias("top_terms"), pl.col("score").alias("top_term_scores"))
+        .cast(schema)
+    )
+
+
+def segment_texts(
+    documents: pl.DataFrame, events: pl.DataFrame, members: pl.DataFrame
+) -> pl.DataFrame:
+    """``segment, text``: every customer's document and their own texts, masked."""
+    written = events.filter(pl.col("text").is_not_null()).select(
+        "user_id", mask_expr(pl.col("text")).alias("text")
+    )
+    docs = documents.select("user_id", pl.col("document").alias("text"))
+    return pl.concat([docs, written]).join(members, on="user_id").select("segment", "text")
+
+
+def representatives(
+    assignments: pl.DataFrame, documents: pl.DataFrame, *, n: int = 5
+) -> pl.DataFrame:
+    """The ``n`` customers closest to each segment's centre and their (masked) documents."""
+    return (
+        assignments.select("user_id", "segment", "distance")
+        .sort(["segment", "distance", "user_id"])
+        .group_by("segment", maintain_order=True)
+        .head(n)
+        .join(documents.select("user_id", "document"), on="user_id", how="left")
+        .group_by("segment", maintain_order=True)
+        .agg(
+            pl.col("user_id").alias("representative_ids"),
+            pl.col("document").fill_null("").alias("representative_documents"),
+        )
+    )
+
+
+# -- names -------------------------------------------------------------------------------------
+def name_segments(
+    features: pl.DataFrame, labels: np.ndarray, events: pl.DataFrame | None = None
+) -> dict[int, str]:
+    """A short, unique name per segment (outliers, -1, are left out: they are "Outliers").
+
+    The name joins a value word (from the segment's mean spend percentile; "Lapsed" when its
+    customers have not bought for long), its most distinctive category (else item) and its
+    strongest timing or channel habit, e.g. ``"High value · electronics · late-night app"``.
+    Duplicates get their second category, then a number.
+    """
+    stats = value_stats(features, labels).filter(pl.col("segment") >= 0)
+    members = _members(features["user_id"], labels)
+    taste: dict[int, list[str]] = {}
+    channels: dict[int, str] = {}
+    if events is not None:
+        has_cat = events["category"].drop_nulls().len() > 0
+        found = distinctive(events, members, "category" if has_cat else "item", top=2)
+        taste = {s: [_short(v) for v in top] for s, top in found.select("segment", "top").rows()}
+        for seg, chans, shares, lifts in channel_mix(events, members).rows():
+            best = max(zip(lifts, shares, chans, strict=True), default=(0.0, 0.0, ""))
+            if best[0] >= 1.2 and best[1] >= 0.4:
+                channels[seg] = best[2].lower()
+    names: dict[int, list[str]] = {}
+    for row in stats.iter_rows(named=True):
+        seg = int(row["segment"])
+        habit = " ".join(w for w in (_timing_word(row), channels.get(seg, "")) if w)
+        names[seg] = [_value_word(row), *taste.get(seg, [])[:1], habit]
+    return _unique({s: [p for p in parts if p] for s, parts in names.items()}, taste)
+
+
+def _value_word(row: Mapping[str, float | None]) -> str:
+    spend = row.get("pct_monetary") or 50.0
+    tier = (
+        "Top value" if spend >= 75 else "High value" if spend >= 60
+        else "Low value" if spend < 35 else "Mid value"
+    )  # fmt: skip
+    if (row.get("pct_recency_days") or 50.0) >= 70:
+        return "Lapsed " + tier.lower()
+    return tier
+
+
+def _timing_word(row: Mapping[str, float | None]) -> str:
+    best, word = 1.3, ""
+    for col, w in _TIME_WORDS.items():
+        lift, share = row.get(f"lift_{col}"), row.get(col) or 0.0
+        if lift is not None and lift >= best and share >= 0.3:
+            best, word = lift, w
+    return word
+
+
+def _short(value: str, chars: int = 28) -> str:
+    """Lower-case label: last part of a category path, whole words up to ``chars``."""
+    words = value.split(">")[-1].strip().lower().split()
+    out = words[0][:chars] if words else ""
+    for word in words[1:]:
+        if len(out) + 1 + len(word) > chars:
+            break
+        out += " " + word
+    return out
+
+
+def _unique(parts: dict[int, list[str]], taste: dict[int, list[str]]) -> dict[int, str]:
+    names = {s: " · ".join(p) or "Mainstream" for s, p in parts.items()}
+    clash = [s for s, n in names.items() if list(names.values()).count(n) > 1]
+    for seg in clash:
+        if len(taste.get(seg, [])) > 1:
+            p = parts[seg]
+            names[seg] = " · ".join([p[0], " & ".join(taste[seg][:2]), *p[2:]])
+    taken = list(names.values())
+    counts: dict[str, int] = {}
+    for seg in sorted(names):
+        name = names[seg]
+        if taken.count(name) > 1:
+            counts[name] = counts.get(name, 0) + 1
+            names[seg] = f"{name} ({counts[name]})"
     return names
 
 
-def profile_table(model: Segmenter, data: EventData) -> pl.DataFrame:
-    """One row per segment: id, name, size, share and key statistics."""
-    labels = model.assignments_["segment"].to_numpy()
-    stats = segment_stats(model.features_, labels)
-    names = pl.DataFrame(
-        {
-            "segment": [*model.segment_names_, -1],
-            "name": [*model.segment_names_.values(), "Outliers"],
-        },
+# -- the profile table -------------------------------------------------------------------------
+def profile_segments(
+    features: pl.DataFrame,
+    documents: pl.DataFrame,
+    events: pl.DataFrame,
+    assignments: pl.DataFrame,
+    names: Mapping[int, str],
+    *,
+    n_representatives: int = 5,
+    n_top: int = 5,
+    n_terms: int = 10,
+) -> pl.DataFrame:
+    """The profile table: one row per segment (outliers last), everything the report shows.
+
+    Parameters
+    ----------
+    features : polars.DataFrame of shape (n_users, ...)
+        ``user_id`` plus behaviour features.
+    documents : polars.DataFrame
+        ``user_id, document`` (already masked).
+    events : polars.DataFrame
+        Canonical events.
+    assignments : polars.DataFrame
+        ``user_id, segment, distance`` (and more), one row per customer.
+    names : mapping of int to str
+        Segment names; segments missing here (outliers) are called "Outliers".
+
+    Returns
+    -------
+    polars.DataFrame
+        ``id, name, size, share``, the columns of :func:`value_stats`, ``top_categories``,
+        ``top_items`` (+ ``_share``, ``_lift`` lists), ``top_terms``, ``top_term_scores``,
+        ``channels``, ``channel_shares``, ``channel_lifts``, ``representative_ids``,
+        ``representative_documents``.
+    """
+    seg = features.select("user_id").join(
+        assignments.select("user_id", "segment"), on="user_id", how="left"
+    )
+    labels = seg["segment"].fill_null(-1).to_numpy()
+    members = _members(features["user_id"], labels)
+    out = value_stats(features, labels)
+    parts = []
+    for key, prefix in (("category", "top_categories"), ("item", "top_items")):
+        found = distinctive(events, members, key, top=n_top)
+        parts.append(found.rename({c: c.replace("top", prefix) for c in found.columns[1:]}))
+    extra = events["channel"].drop_nulls().unique().str.to_lowercase().to_list()
+    texts = segment_texts(documents, events, members)
+    parts.append(class_tfidf(texts, top=n_terms, stop=stop_words(tuple(extra))))
+    parts.append(channel_mix(events, members))
+    parts.append(representatives(assignments, documents, n=n_representatives))
+    for part in parts:
+        out = out.join(part, on="segment", how="left")
+    lists = [c for c, t in out.schema.items() if isinstance(t, pl.List)]
+    out = out.with_columns([pl.col(c).fill_null(pl.lit([], dtype=out.schema[c])) for c in lists])
+    named = pl.DataFrame(
+        {"segment": list(names), "name": list(names.values())},
         schema={"segment": pl.Int64, "name": pl.String},
     )
-    return stats.join(names, on="segment", how="left").rename({"segment": "id"})
+    out = out.join(named, on="segment", how="left").with_columns(pl.col("name").fill_null(OUTLIERS))
+    front = ["segment", "name", "size", "share"]
+    out = out.select(*front, pl.exclude(front)).rename({"segment": "id"})
+    logger.info("profiled %d segments", out.height)
+    return _order(out, "id")
+
+
+def profile_table(model: Segmenter, data: EventData) -> pl.DataFrame:
+    """:func:`profile_segments` of a fitted :class:`~segmenter.model.Segmenter`."""
+    return profile_segments(
+        model.features_,
+        model.documents_,
+        data.events,
+        model.assignments_,
+        model.segment_names_,
+    )
