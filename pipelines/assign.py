@@ -1,6 +1,6 @@
 """Place new customers in the segments of a saved model.
 
-    python -m pipelines.assign --model reports/RUN/model --input new.parquet --out assigned.parquet
+python -m pipelines.assign --model reports/RUN/model --input new.parquet --out assigned.parquet
 """
 
 from __future__ import annotations

@@ -13,14 +13,13 @@ from segmenter.documents import serialize
 from segmenter.profile import (
     OUTLIERS,
     channel_mix,
-    class_tfidf,
     distinctive,
     name_segments,
     profile_segments,
     representatives,
-    tokenize,
     value_stats,
 )
+from segmenter.terms import class_tfidf, tokenize
 
 
 def _events(rows: list[tuple[str, str, str, str | None, float]]) -> pl.DataFrame:
