@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--umap-sample", type=int, default=d.umap_sample, help="fit UMAP on at most N customers"
     )
     g.add_argument("--deep", action="store_true", help="fine-tune the encoder with a k-means loss")
+    g.add_argument("--deep-steps", type=int, default=None, help="deep: training steps cap")
+    g.add_argument("--deep-lora", action="store_true", help="deep: train LoRA adapters only")
     e = p.add_argument_group("encoder")
     e.add_argument(
         "--encoder", default=None, help="sentence-transformers folder (default: packaged MiniLM)"
@@ -78,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--force", action="store_true", help="replace a non-empty --out")
     o.add_argument("--no-report", action="store_true", help="skip report.html")
     return p
+
+
+def _deep_options(args: argparse.Namespace) -> dict[str, object]:
+    options: dict[str, object] = {}
+    if args.deep_steps is not None:
+        options["steps"] = args.deep_steps
+    if args.deep_lora:
+        options["lora"] = True
+    if options and not args.deep:
+        raise SegmenterError("--deep-steps and --deep-lora need --deep")
+    return options
 
 
 def main(args: argparse.Namespace) -> int:
@@ -101,6 +114,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         deep=args.deep,
+        deep_options=_deep_options(args),
     ).validate()
     if args.assign_outliers and args.method != "hdbscan":
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")

@@ -30,6 +30,7 @@ from segmenter.embed import (
     Encoder,
     SentenceTransformerEncoder,
     embed_documents,
+    folder_identity,
 )
 from segmenter.errors import SegmenterError
 from segmenter.features import behaviour, top_channels
@@ -124,10 +125,36 @@ class Segmenter:
             emb, self.embedding_stats_ = embed_documents(
                 encoder, documents["document"].to_list(), self.cache
             )
+        self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
+        reduced, coords, (labels, confidence, distance) = self._segment(emb, features)
         if cfg.deep:
-            emb = self._deep(documents, emb)
+            with self._stage("deep"):
+                from segmenter.cluster.deep import refine_encoder
+
+                self.encoder, self.deep_report_ = refine_encoder(
+                    encoder, documents["document"].to_list(), labels, dict(cfg.deep_options),
+                    seed=cfg.seed, progress=self.progress,
+                )  # fmt: skip
+            with self._stage("embed"):
+                emb, _ = embed_documents(self.encoder, documents["document"].to_list(), self.cache)
+            reduced, coords, (labels, confidence, distance) = self._segment(emb, features)
+        with self._stage("profile"):
+            from segmenter.profile import name_segments
+
+            self.segment_names_ = name_segments(features, labels, data.events)
+            self.quality_ = clustering_quality(reduced, labels, seed=cfg.seed)
+        self.features_, self.documents_, self.reduced_ = features, documents, reduced
+        self.assignments_ = self._assignments(
+            features["user_id"], labels, confidence, distance, coords
+        )
+        return self
+
+    def _segment(
+        self, emb: np.ndarray, features: pl.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Fuse, reduce, draw the map and cluster; returns reduced, map coords, assignments."""
+        cfg = self.config_
         with self._stage("fuse"):
-            self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
             scaled = self.scaler_.transform(features)
             self.weight_ = block_weight(emb, len(cfg.fusion_features), cfg.feature_weight)
             fused = fuse(emb, scaled, self.weight_)
@@ -146,18 +173,9 @@ class Segmenter:
         with self._stage("cluster"):
             self.k_curve_: list[dict[str, float]] = []
             self.clusterer_ = self._cluster(reduced)
-            labels, confidence, distance = self.clusterer_.predict(reduced)
+            _, confidence, distance = self.clusterer_.predict(reduced)
             labels = self.clusterer_.labels_
-        with self._stage("profile"):
-            from segmenter.profile import name_segments
-
-            self.segment_names_ = name_segments(features, labels)
-            self.quality_ = clustering_quality(reduced, labels, seed=cfg.seed)
-        self.features_, self.documents_, self.reduced_ = features, documents, reduced
-        self.assignments_ = self._assignments(
-            features["user_id"], labels, confidence, distance, coords
-        )
-        return self
+        return reduced, coords, (labels, confidence, distance)
 
     def _reducer(self, umap_dims: int) -> Reducer:
         cfg = self.config_
@@ -186,15 +204,6 @@ class Segmenter:
         return KMeansClusterer(
             self.k_, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed
         ).fit(reduced)
-
-    def _deep(self, documents: pl.DataFrame, emb: np.ndarray) -> np.ndarray:
-        from segmenter.cluster.deep import refine_encoder
-
-        with self._stage("deep"):
-            self.encoder, emb, self.deep_report_ = refine_encoder(
-                self._encoder(), documents["document"].to_list(), emb, self.config_
-            )
-        return emb
 
     def _assignments(
         self,
@@ -240,7 +249,8 @@ class Segmenter:
         """
         features, _, reduced = self.transform(data)
         labels, confidence, distance = self.clusterer_.predict(reduced)
-        coords = self.map_.transform(reduced) if self.map_.umap_ is not None else reduced[:, :2]
+        mapped = getattr(self.map_, "umap_", None) is not None
+        coords = self.map_.transform(reduced) if mapped else reduced[:, :2]
         return self._assignments(features["user_id"], labels, confidence, distance, coords)
 
     # -- persistence -------------------------------------------------------------------------
@@ -254,7 +264,7 @@ class Segmenter:
         encoder_ref: dict[str, Any] = {"identity": encoder.identity}
         if getattr(encoder, "finetuned", False):
             encoder.save(str(folder / "encoder"))  # type: ignore[attr-defined]
-            encoder_ref["path"] = "encoder"
+            encoder_ref = {"path": "encoder", "identity": folder_identity(str(folder / "encoder"))}
         else:
             encoder_ref["path"] = self.config_.encoder or DEFAULT_ENCODER
         state = {

@@ -1,0 +1,205 @@
+"""Deep clustering head: a short real training run, the collapse guard, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from segmenter.cluster.deep import (
+    DeepClusterer,
+    DeepConfig,
+    augment,
+    health,
+    refine_encoder,
+    target_distribution,
+)
+from segmenter.config import SegmenterConfig
+from segmenter.data import load_events
+from segmenter.embed import SentenceTransformerEncoder
+from segmenter.errors import SegmenterError
+from segmenter.model import Segmenter
+from segmenter.synthetic import generate
+
+pytestmark = pytest.mark.slow
+
+TOPICS = {
+    "sport": [
+        "football",
+        "match",
+        "goal",
+        "team",
+        "league",
+        "coach",
+        "stadium",
+        "player",
+        "score",
+        "tennis",
+    ],
+    "food": [
+        "recipe",
+        "pasta",
+        "oven",
+        "bake",
+        "flavour",
+        "kitchen",
+        "spice",
+        "dinner",
+        "dessert",
+        "sauce",
+    ],
+    "money": [
+        "loan",
+        "interest",
+        "bank",
+        "mortgage",
+        "savings",
+        "credit",
+        "invest",
+        "budget",
+        "tax",
+        "pension",
+    ],
+}
+NOISE = [
+    "customer",
+    "bought",
+    "item",
+    "again",
+    "last",
+    "week",
+    "today",
+    "order",
+    "delivery",
+    "great",
+    "nice",
+    "price",
+    "app",
+]
+
+
+def noisy_topics(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """Short texts: two words of their topic, one of the next topic, eight shared words."""
+    rng = np.random.default_rng(seed)
+    names = list(TOPICS)
+    texts, labels = [], []
+    for i in range(n):
+        t = i % 3
+        words = [*rng.choice(TOPICS[names[t]], 2), *rng.choice(TOPICS[names[(t + 1) % 3]], 1)]
+        words += list(rng.choice(NOISE, 8))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(t)
+    return texts, np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder(show_progress=False)
+
+
+def test_training_improves_a_noisy_toy_over_its_kmeans_start(
+    encoder: SentenceTransformerEncoder,
+) -> None:
+    texts, truth = noisy_topics(150, seed=0)
+    start = KMeans(3, n_init=5, random_state=0).fit_predict(encoder.encode(texts))
+    before = adjusted_rand_score(truth, start)
+    assert before < 0.95  # the toy is noisy enough to leave room
+    cfg = DeepConfig(steps=24, batch_size=16, update_interval=8, eval_size=150, tol=0.0)
+    head = DeepClusterer(cfg, progress=False).fit(encoder.st, texts, start)
+    after_emb = head.encoder_.encode(texts)
+    after = adjusted_rand_score(truth, KMeans(3, n_init=5, random_state=0).fit_predict(after_emb))
+    assert after > before
+    assert not head.collapsed_
+    steps = [h["step"] for h in head.history_]
+    assert steps == sorted(steps) and steps[0] == 8
+    assert all(0 <= h["changed"] <= 1 for h in head.history_)
+    assert np.allclose(np.linalg.norm(after_emb, axis=1), 1.0, atol=1e-4)
+
+
+def test_collapse_guard_restores_the_start(encoder: SentenceTransformerEncoder) -> None:
+    # every customer writes the same thing: the only outcome is one segment for all
+    texts = ["bought the same gift card again"] * 48
+    labels = np.arange(48) % 3
+    cfg = DeepConfig(steps=6, batch_size=8, update_interval=2, eval_size=48)
+    head = DeepClusterer(cfg, progress=False).fit(encoder.st, texts, labels)
+    assert head.collapsed_
+    assert head.best_step_ == 0
+    assert head.history_[-1]["healthy"] is False
+    same = head.encoder_.encode(texts[:2])
+    assert np.allclose(same, encoder.encode(texts[:2]), atol=1e-5)
+
+
+def test_deep_segmenter_saves_and_reloads_its_encoder(tmp_path: Path) -> None:
+    tables = generate(160, seed=4)
+    data = load_events(tables["events"], users=tables["users"])
+    cfg = SegmenterConfig(
+        k=4,
+        umap_dims=0,  # PCA only: this test is about the encoder, not the reduction
+        pca_dims=8,
+        max_tokens=64,
+        deep=True,
+        deep_options={"steps": 4, "batch_size": 8, "update_interval": 2, "eval_size": 64},
+    )
+    model = Segmenter(cfg, progress=False).fit(data)
+    assert model.deep_report_["history"]
+    model.save(tmp_path / "model")
+    assert (tmp_path / "model" / "encoder" / "modules.json").is_file()
+    loaded = Segmenter.load(tmp_path / "model", progress=False)
+    assert loaded.encoder is not None
+    assert loaded.encoder.identity.startswith("encoder:")
+    again = loaded.predict(data)
+    assert (again["segment"] == model.assignments_["segment"]).mean() >= 0.99
+
+
+def test_unknown_deep_option_is_refused(encoder: SentenceTransformerEncoder) -> None:
+    with pytest.raises(SegmenterError, match="deep option 'epochs' is unknown"):
+        refine_encoder(encoder, ["a b"] * 10, np.zeros(10, int), {"epochs": 3}, seed=0)
+
+
+def test_deep_needs_a_sentence_transformer() -> None:
+    class Fake:
+        identity = "fake"
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    with pytest.raises(SegmenterError, match="--deep needs a sentence-transformers encoder"):
+        refine_encoder(Fake(), ["a"] * 10, np.zeros(10, int), {}, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [({"steps": 0}, "deep steps=0"), ({"batch_size": 2}, "deep batch_size=2"),
+     ({"lr": 0.0}, "deep lr=0.0"), ({"min_share": 1.5}, "min_share and min_entropy")],
+)  # fmt: skip
+def test_bad_deep_config(changes: dict, match: str) -> None:
+    with pytest.raises(SegmenterError, match=match):
+        DeepConfig(**changes).validate()
+
+
+def test_too_few_segments_is_refused(encoder: SentenceTransformerEncoder) -> None:
+    with pytest.raises(SegmenterError, match="needs >= 2 segments"):
+        DeepClusterer(DeepConfig(batch_size=4)).fit(encoder.st, ["a"] * 8, np.zeros(8, int))
+
+
+def test_target_distribution_sharpens_rows() -> None:
+    import torch
+
+    q = torch.tensor([[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])
+    p = target_distribution(q)
+    assert torch.allclose(p.sum(dim=1), torch.ones(3))
+    assert p[0, 0] > q[0, 0] and p[2, 1] > q[2, 1]
+
+
+def test_health_and_augment() -> None:
+    assert health(np.array([0, 0, 1, 1]), 2) == (1.0, 1.0)
+    share, entropy = health(np.zeros(10, int), 3)
+    assert share == 0 and entropy == 0
+    rng = np.random.default_rng(0)
+    doc = "top spend, frequent buyer. Items: red mug, blue cup. Shops mostly in the evenings."
+    views = {augment(doc, rng) for _ in range(10)}
+    assert len(views) > 1 and all(v and set(v.split()) <= set(doc.split()) for v in views)
