@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DEFAULT_ENCODER = "packaged:all-MiniLM-L6-v2"
+#: Texts encoded (and cached) per call of the encoder in :func:`embed_documents`.
+CHUNK = 16_384
 
 
 @runtime_checkable
@@ -240,18 +242,20 @@ def embed_documents(
     if cache is not None:
         vectors, hits = cache.lookup(encoder.identity, uniq)
     todo = np.flatnonzero(~hits)
-    if len(todo):
-        fresh = encoder.encode([texts[i] for i in first[todo]])
-        if fresh.dtype != np.float32 or fresh.ndim != 2 or fresh.shape[0] != len(todo):
+    # chunks: each is cached as soon as it is encoded, so an interrupted run keeps its work
+    for start in range(0, len(todo), CHUNK):
+        part = todo[start : start + CHUNK]
+        fresh = encoder.encode([texts[i] for i in first[part]])
+        if fresh.dtype != np.float32 or fresh.ndim != 2 or fresh.shape[0] != len(part):
             raise SegmenterError(
                 f"encoder returned an array of shape {fresh.shape} and dtype {fresh.dtype}; "
-                f"expected ({len(todo)}, dim) float32"
+                f"expected ({len(part)}, dim) float32"
             )
         if vectors is None:
             vectors = np.zeros((len(uniq), fresh.shape[1]), dtype=np.float32)
-        vectors[todo] = fresh
+        vectors[part] = fresh
         if cache is not None:
-            cache.store(encoder.identity, uniq[todo], fresh)
+            cache.store(encoder.identity, uniq[part], fresh)
     if vectors is None:
         return np.zeros((0, 0), dtype=np.float32), {"encoded": 0, "cached": 0}
     logger.info("embeddings: %d encoded, %d from cache", len(todo), int(hits.sum()))
