@@ -1,0 +1,111 @@
+"""Measure what the project is for: segment quality on real data, recovery, speed, memory.
+
+    python -m pipelines.benchmark                      # quick suite (< 10 min, warm cache)
+    python -m pipelines.benchmark --suite full         # + 100k customers, sweep, hooks
+    python -m pipelines.benchmark --cold-cache         # the time of a first run
+    python -m pipelines.benchmark --from-json reports/benchmarks/2026-11-29-quick.json
+
+Writes reports/benchmarks/<date>-<suite>.json and rewrites the suite's section of
+BENCHMARKS.md from that JSON (the smoke suite, for tests, leaves BENCHMARKS.md alone unless
+--markdown is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from pipelines._cli import run_cli
+from segmenter.errors import SegmenterError
+
+logger = logging.getLogger("pipelines.benchmark")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO_ROOT / "reports" / "benchmarks"
+DEFAULT_MARKDOWN = REPO_ROOT / "BENCHMARKS.md"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--suite", default="quick", help="quick, full, or smoke (tiny, for tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed; stability compares it with +1")
+    p.add_argument("--out", default=None, help=f"results folder (default: {DEFAULT_OUT})")
+    p.add_argument("--cache", default=None, help="embedding cache (default: <out>/.cache)")
+    p.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="start from an empty cache (a first run's time; still fills --cache for the next)",
+    )
+    p.add_argument("--markdown", default=None, help=f"file to update (default: {DEFAULT_MARKDOWN})")
+    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    p.add_argument("--from-json", default=None, help="only re-render the Markdown of a result")
+    p.add_argument(
+        "--encoder",
+        default="default",
+        help="'default' (packaged MiniLM) or module:callable returning an Encoder (tests)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars, only warnings")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from segmenter import io
+    from segmenter.bench.context import SIZES, SUITES, BenchCache, BenchContext
+    from segmenter.bench.report import update_markdown
+    from segmenter.bench.suite import result_path, run_suite
+
+    markdown = Path(args.markdown) if args.markdown else DEFAULT_MARKDOWN
+    if args.from_json is not None:
+        source = Path(args.from_json)
+        if not source.is_file():
+            raise SegmenterError(f"--from-json: '{source}' does not exist")
+        result = json.loads(source.read_text(encoding="utf-8"))
+        update_markdown(markdown, result)
+        print(f"{markdown} updated from {source}")
+        return 0
+    if args.suite not in SUITES:
+        raise SegmenterError(f"--suite: '{args.suite}' is not one of {list(SUITES)}")
+    if args.seed < 0:
+        raise SegmenterError(f"--seed: {args.seed} should be >= 0")
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    if out.exists() and not out.is_dir():
+        raise SegmenterError(f"--out: '{out}' exists and is a file; expected a folder")
+    cache = BenchCache(Path(args.cache) if args.cache else out / ".cache", cold=args.cold_cache)
+    ctx = BenchContext(
+        args.suite,
+        SIZES[args.suite],
+        seed=args.seed,
+        encoder_spec=args.encoder,
+        cache=cache,
+        progress=not args.quiet,
+    )
+    command = "python -m pipelines.benchmark " + shlex.join(sys.argv[1:])
+    try:
+        result = run_suite(ctx, command=command.strip())
+    finally:
+        cache.close()
+    path = result_path(out, result)
+    io.write_json(result, path)
+    print(f"{args.suite} suite done in {result['seconds_total'] / 60:.1f} min -> {path}")
+    if not args.no_markdown and (args.suite != "smoke" or args.markdown):
+        # render from the file just written, so every figure in the table comes from it
+        update_markdown(markdown, json.loads(path.read_text(encoding="utf-8")))
+        print(f"{markdown} updated")
+    return 0
+
+
+if __name__ == "__main__":
+    # Before torch, faiss and numba start OpenMP: threads that spin while waiting for work make
+    # every stage several times slower when other jobs share the cores (see BENCHMARKS.md).
+    # An OMP_WAIT_POLICY set by the caller wins; the value is recorded in the result.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    raise SystemExit(run_cli(build_parser(), main))

@@ -1,0 +1,129 @@
+"""Deep clustering head against the frozen encoder, in the same run.
+
+Banking77 (ACC / NMI at k = 77, with the curve of loss, ACC and assignment change over the
+training steps), planted synthetic data (ARI) and Online Retail (value validity and taste
+lift with the temporal split). Called by ``pipelines.benchmark`` (full suite) as
+``run_deep_benchmark(shared_data, quick=..., seed=...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segmenter.bench.metrics import hungarian_accuracy, recovery
+from segmenter.bench.recovery import BANKING_FILE, BANKING_K, planted_data, read_banking77
+from segmenter.cluster import KMeansClusterer
+from segmenter.cluster.deep import DeepClusterer, DeepConfig
+from segmenter.config import SegmenterConfig
+from segmenter.embed import SentenceTransformerEncoder
+from segmenter.model import Segmenter
+
+logger = logging.getLogger(__name__)
+
+
+def _kmeans(emb: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return KMeansClusterer(k, n_restarts=5, random_state=seed).fit(emb).labels_
+
+
+def banking_deep(
+    path: Path, *, texts_limit: int | None, steps: int, seed: int, batch_size: int = 32
+) -> dict[str, Any]:
+    """Frozen encoder + k-means vs the deep head on Banking77 test texts."""
+    frame = read_banking77(path, texts_limit, seed)
+    texts = frame["text"].to_list()
+    truth = np.unique(frame["label"].to_numpy(), return_inverse=True)[1].ravel()
+    k = min(BANKING_K, len(np.unique(truth)))
+    encoder = SentenceTransformerEncoder(show_progress=False)
+    start = time.perf_counter()
+    frozen = _kmeans(encoder.encode(texts), k, seed)
+    frozen_scores = recovery(truth, frozen)
+
+    def curve(step: int, index: np.ndarray, assigned: np.ndarray) -> dict[str, float]:
+        return {"acc": hungarian_accuracy(truth[index], assigned)}
+
+    cfg = DeepConfig(
+        steps=steps,
+        batch_size=batch_size,
+        update_interval=max(1, steps // 6),
+        eval_size=len(texts),
+        seed=seed,
+    )
+    train_start = time.perf_counter()
+    head = DeepClusterer(cfg, progress=False).fit(encoder.st, texts, frozen, callback=curve)
+    train_seconds = time.perf_counter() - train_start
+    deep = _kmeans(head.encoder_.encode(texts), k, seed)
+    deep_scores = recovery(truth, deep)
+    return {
+        "texts": len(texts),
+        "k": k,
+        "frozen": frozen_scores,
+        "deep": deep_scores,
+        "acc_gain_points": round(100 * (deep_scores["acc"] - frozen_scores["acc"]), 2),
+        "train_seconds": round(train_seconds, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+        "best_step": head.best_step_,
+        "collapse_guard_triggered": head.collapsed_,
+        "curve": [{"step": 0, "acc": frozen_scores["acc"]}, *head.history_],
+        "config": {"steps": steps, "batch_size": batch_size, "objective": cfg.objective},
+    }
+
+
+def planted_deep(*, customers: int, steps: int, seed: int) -> dict[str, Any]:
+    """Planted-data ARI of the default pipeline with and without the deep head."""
+    data, labels = planted_data(customers, seed)
+    out: dict[str, Any] = {"customers": customers}
+    base = SegmenterConfig(seed=seed)
+    for name, config in (
+        ("frozen", base),
+        ("deep", base.replace(deep=True, deep_options={"steps": steps})),
+    ):
+        model = Segmenter(config, progress=False).fit(data)
+        out[name] = recovery(labels, model.assignments_["segment"].to_numpy())
+        out[f"{name}_seconds"] = round(sum(model.timings_.values()), 1)
+    return out
+
+
+def retail_deep(path: Path, *, steps: int, seed: int) -> dict[str, Any]:
+    """Online Retail value validity and taste lift at k = 8, frozen vs deep."""
+    from segmenter.bench.retail import (
+        CUTOFF,
+        _aligned,
+        evaluate,
+        load_online_retail,
+        temporal_split,
+    )
+
+    split = temporal_split(load_online_retail(path), CUTOFF)
+    out: dict[str, Any] = {"customers": len(split.customers)}
+    base = SegmenterConfig(seed=seed)
+    for name, config in (
+        ("frozen", base),
+        ("deep", base.replace(deep=True, deep_options={"steps": steps})),
+    ):
+        model = Segmenter(config, progress=False).fit(split.calibration)
+        labels = _aligned(model, split, model.assignments_["segment"].to_numpy())
+        out[name] = evaluate(split, labels)
+    return out
+
+
+def run_deep_benchmark(shared_data: Path, *, quick: bool, seed: int) -> dict[str, Any]:
+    """Frozen vs deep on Banking77, planted data and Online Retail (those present)."""
+    steps = 60 if quick else 200
+    out: dict[str, Any] = {"steps": steps}
+    banking = Path(shared_data) / BANKING_FILE
+    if banking.is_file():
+        out["banking77"] = banking_deep(
+            banking, texts_limit=1000 if quick else None, steps=steps, seed=seed
+        )
+    else:
+        out["banking77"] = {"status": "skipped", "note": f"{banking} is missing"}
+    out["planted"] = planted_deep(customers=1000 if quick else 3000, steps=steps, seed=seed)
+    retail = Path(shared_data) / "online_retail" / "online_retail.csv.gz"
+    if retail.is_file() and not quick:
+        out["retail"] = retail_deep(retail, steps=steps, seed=seed)
+    return out

@@ -1,0 +1,138 @@
+"""Single-customer assignment latency from a saved and re-loaded model, and where it goes."""
+
+from __future__ import annotations
+
+import cProfile
+import logging
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from segmenter.bench.context import DEFAULT_ENCODER_SPEC, BenchContext
+from segmenter.data import EventData, load_events
+from segmenter.embed import embed_documents
+from segmenter.fuse import fuse
+from segmenter.model import Segmenter
+from segmenter.synthetic import generate
+
+logger = logging.getLogger(__name__)
+
+TARGET_MEDIAN_MS = 50.0
+WARMUP = 3
+
+
+def one_customer_frames(n: int, seed: int) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Events and user row of ``n`` new synthetic customers, one pair per customer."""
+    tables = generate(n, seed=seed)
+    events, users = tables["events"], tables["users"]
+    return [
+        (events.filter(pl.col("user_id") == uid), users.filter(pl.col("user_id") == uid))
+        for uid in users["user_id"].to_list()
+    ]
+
+
+def _assign(model: Segmenter, events: pl.DataFrame, users: pl.DataFrame) -> pl.DataFrame:
+    return model.predict(load_events(events, users=users))
+
+
+def stage_times(model: Segmenter, events: pl.DataFrame, users: pl.DataFrame) -> dict[str, float]:
+    """Seconds of each step of one assignment.
+
+    Mirrors :meth:`Segmenter.transform` + :meth:`Segmenter.predict` step by step (the sum is
+    checked against the timed call in the section's output).
+    """
+    out: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        out[name] = now - t
+        t = now
+
+    data: EventData = load_events(events, users=users)
+    lap("load_events")
+    last = data.events["timestamp"].max()
+    as_of = max(model.as_of_, last)  # type: ignore[type-var]
+    features = model._features(data, as_of)  # type: ignore[arg-type]
+    lap("features")
+    documents = model.builder_.transform(data.events, features, data.users)
+    lap("documents")
+    emb, _ = embed_documents(model._encoder(), documents["document"].to_list(), model.cache)
+    lap("embed")
+    fused = fuse(emb, model.scaler_.transform(features), model.weight_)
+    lap("fuse")
+    reduced = model.reducer_.pca_transform(fused)
+    lap("pca")
+    if model.reducer_.umap_ is not None:
+        reduced = model.reducer_.umap_.transform(reduced).astype(np.float32)
+    lap("umap")
+    model.clusterer_.predict(reduced)
+    lap("cluster")
+    if model.map_.umap_ is not None:
+        model.map_.transform(reduced)
+    lap("map_2d")
+    return out
+
+
+def _profile(model: Segmenter, frames: list[tuple[pl.DataFrame, pl.DataFrame]]) -> list[str]:
+    """Top functions by own time over ``frames`` (cProfile)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for events, users in frames:
+        _assign(model, events, users)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:8]  # type: ignore[attr-defined]
+    lines = []
+    for (file, line, name), (_, ncalls, tottime, _cum, _) in rows:
+        where = f"{Path(file).parent.name}/{Path(file).name}:{line}({name})"
+        per_call = 1000 * tottime / len(frames)
+        lines.append(f"{per_call:.1f} ms/customer own time, {ncalls} calls: {where}")
+    return lines
+
+
+def run_latency(ctx: BenchContext, model: Segmenter) -> dict[str, Any]:
+    """Save ``model``, load it back without a cache, assign new customers one at a time."""
+    n = ctx.sizes.latency_customers
+    frames = one_customer_frames(n + WARMUP, seed=ctx.seed + 7)
+    with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+        model.save(tmp)
+        encoder = None if ctx.encoder_spec == DEFAULT_ENCODER_SPEC else ctx.encoder
+        start = time.perf_counter()
+        loaded = Segmenter.load(tmp, encoder=encoder, cache=None, device="cpu", progress=False)
+        load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for events, users in frames[:WARMUP]:
+        _assign(loaded, events, users)
+    first_seconds = time.perf_counter() - start
+    times = []
+    for events, users in frames[WARMUP:]:
+        start = time.perf_counter()
+        _assign(loaded, events, users)
+        times.append(time.perf_counter() - start)
+    ms = 1000 * np.array(times)
+    stages = [stage_times(loaded, ev, us) for ev, us in frames[WARMUP:]]
+    stage_ms = {k: 1000 * float(np.median([s[k] for s in stages])) for k in stages[0]}
+    dominant = max(stage_ms, key=lambda k: stage_ms[k])
+    median = float(np.median(ms))
+    return {
+        "status": "ok",
+        "customers": n,
+        "model_customers": int(model.assignments_.height),
+        "load_seconds": load_seconds,
+        "warmup_seconds": first_seconds,
+        "median_ms": median,
+        "p95_ms": float(np.percentile(ms, 95)),
+        "target_median_ms": TARGET_MEDIAN_MS,
+        "met": median < TARGET_MEDIAN_MS,
+        "stage_median_ms": stage_ms,
+        "stage_sum_median_ms": float(np.median([1000 * sum(s.values()) for s in stages])),
+        "dominant_stage": dominant,
+        "profile_top": _profile(loaded, frames[WARMUP : WARMUP + min(n, 50)]),
+    }

@@ -1,0 +1,136 @@
+"""Run a benchmark suite: every section in order, one JSON-able result."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from segmenter.bench.context import BenchContext, machine
+from segmenter.bench.latency import run_latency
+from segmenter.bench.recovery import run_banking, run_planted
+from segmenter.bench.report import result_name
+from segmenter.bench.retail import run_retail
+from segmenter.bench.speed import encoder_overhead, run_speed
+from segmenter.bench.sweep import GRID, SWEEP_PLANTED, run_sweep
+from segmenter.data import EventData
+
+logger = logging.getLogger(__name__)
+
+#: Hooks of other engineers' benchmarks: (module, function), each called as
+#: ``function(shared_data: Path, *, quick: bool, seed: int) -> dict``.
+CLASSIFICATION_HOOK = ("segmenter.classify.bench", "run_classification_benchmark")
+DEEP_CLUSTERING_HOOK = ("segmenter.bench.deep", "run_deep_benchmark")
+
+
+def run_hook(hook: tuple[str, str], ctx: BenchContext) -> dict[str, Any]:
+    """Call an optional benchmark of another module; skip with a note when absent or failing."""
+    module_name, function = hook
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return {"status": "skipped", "note": f"{module_name} is not available ({exc})"}
+    runner: Callable[..., dict[str, Any]] | None = getattr(module, function, None)
+    if runner is None:
+        return {"status": "skipped", "note": f"{module_name} has no {function}() yet"}
+    start = time.perf_counter()
+    try:
+        result = runner(ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed)
+    except Exception as exc:  # another engineer's code: report, do not abort the suite
+        logger.exception("%s.%s failed", module_name, function)
+        return {"status": "failed", "note": f"{module_name}.{function} failed: {exc!r}"}
+    return {"status": "ok", "seconds": round(time.perf_counter() - start, 1), "result": result}
+
+
+def run_suite(
+    ctx: BenchContext, *, retail_data: EventData | None = None, command: str = ""
+) -> dict[str, Any]:
+    """Run the sections of ``ctx.suite`` and return the full result (JSON-able).
+
+    Parameters
+    ----------
+    ctx : BenchContext
+    retail_data : EventData, optional
+        Replaces Online Retail (smoke runs on synthetic events, split at 75% of their span).
+    command : str
+        The command line, recorded in the result.
+    """
+    start = time.perf_counter()
+    result: dict[str, Any] = {
+        "suite": ctx.suite,
+        "seed": ctx.seed,
+        "date": datetime.now().strftime("%Y-%m-%d"),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "encoder": ctx.encoder_spec,
+        "cache": _cache_mode(ctx),
+        "machine": machine(),
+        "sections": {},
+        "section_seconds": {},
+    }
+    sections = result["sections"]
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        logger.info("benchmark section %s ...", name)
+        t = time.perf_counter()
+        before = (ctx.cache.hits, ctx.cache.misses) if ctx.cache is not None else (0, 0)
+        out = fn()
+        result["section_seconds"][name] = round(time.perf_counter() - t, 1)
+        if ctx.cache is not None:
+            result["cache"]["sections"][name] = {
+                "from_cache": ctx.cache.hits - before[0],
+                "encoded": ctx.cache.misses - before[1],
+            }
+        logger.info("benchmark section %s done in %.0fs", name, time.perf_counter() - t)
+        return out
+
+    sections["retail"] = timed("retail", lambda: run_retail(ctx, retail_data))
+    sections["planted"], model = timed("planted", lambda: run_planted(ctx))
+    sections["banking77"] = timed("banking77", lambda: run_banking(ctx))
+    sections["latency"] = timed("latency", lambda: run_latency(ctx, model))
+    texts = model.documents_["document"].to_list()[: ctx.sizes.overhead_texts]
+    sections["encoder_overhead"] = timed(
+        "encoder_overhead",
+        lambda: {
+            "status": "ok",
+            **encoder_overhead(ctx.encoder, texts, ctx.sizes.overhead_rounds),
+        },
+    )
+    sections["speed"] = timed("speed", lambda: run_speed(ctx))
+    if ctx.sizes.sweep_settings:
+        split = None
+        if retail_data is not None:
+            from segmenter.bench.retail import span_cutoff, temporal_split
+
+            cut = span_cutoff(retail_data)
+            split = temporal_split(retail_data, cut, max_customers=ctx.sizes.retail_customers)
+        planted_n = min(ctx.sizes.planted_customers, SWEEP_PLANTED)
+        grid = GRID[: ctx.sizes.sweep_settings]
+        sections["sweep"] = timed(
+            "sweep", lambda: run_sweep(ctx, grid, split=split, planted_customers=planted_n)
+        )
+    if ctx.sizes.extras:
+        sections["classification"] = timed(
+            "classification", lambda: run_hook(CLASSIFICATION_HOOK, ctx)
+        )
+        sections["deep_clustering"] = timed(
+            "deep_clustering", lambda: run_hook(DEEP_CLUSTERING_HOOK, ctx)
+        )
+    result["seconds_total"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def _cache_mode(ctx: BenchContext) -> dict[str, Any]:
+    if ctx.cache is None:
+        return {"mode": "none", "sections": {}}
+    mode = "cold" if ctx.cache.cold else "warm"
+    return {"mode": mode, "root": str(ctx.cache.shared_root), "sections": {}}
+
+
+def result_path(out: Path, result: dict[str, Any]) -> Path:
+    """``<out>/<date>-<suite>.json`` (``<suite>-cold`` for a cold-cache run)."""
+    return Path(out) / f"{result['date']}-{result_name(result)}.json"

@@ -1,0 +1,171 @@
+"""Markdown helpers and the speed, overhead and latency tables of a benchmark result."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def f(value: Any, digits: int = 3) -> str:
+    """A number for a table: fixed digits, '-' for missing or nan."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return [*out, ""]
+
+
+def skipped_note(section: dict[str, Any] | None) -> list[str] | None:
+    if section is None:
+        return ["Not run in this suite.", ""]
+    if section.get("status") != "ok":
+        return [f"{section.get('status', 'skipped').capitalize()}: {section.get('note', '')}", ""]
+    return None
+
+
+def render_speed(s: dict[str, Any] | None) -> list[str]:
+    out = ["#### Speed and memory (fresh process per chain, identical documents)", ""]
+    skipped = skipped_note(s)
+    if skipped or s is None:
+        return out + (skipped or [])
+    rows, ratios = [], []
+    for size in s["sizes"]:
+        for chain in ("ours", "naive"):
+            r = size[chain]
+            st = r["stages"]
+            docs = st.get("features", 0.0) + st.get("documents", 0.0)
+            rows.append(
+                [
+                    f"{size['n']:,}",
+                    chain,
+                    f(docs, 1) if chain == "ours" else "(given)",
+                    f(st["embed"], 1),
+                    f(st["reduce"], 1),
+                    f(st["cluster"], 1),
+                    f(r["hdbscan_cluster_seconds"], 1),
+                    f(r["fit_seconds"], 1),
+                    f(r["customers_per_second"], 1),
+                    f(r["peak_rss_mib"], 0),
+                ]
+            )
+        q = size["ratios"]
+        ratios.append(
+            [
+                f"{size['n']:,}",
+                f(q["kmeans_chain"], 2),
+                f(q["hdbscan_chain"], 2),
+                f(q["shared_stages"], 2),
+                f(q["per_stage"]["embed"], 2),
+                f(q["per_stage"]["reduce"], 2),
+                f(q["per_stage"]["cluster"], 2),
+                f(q["hdbscan_stage"], 2),
+                f(q["peak_rss"], 2),
+            ]
+        )
+    out += table(
+        [
+            "customers",
+            "chain",
+            "features + documents s",
+            "embed s",
+            "reduce s",
+            "k-means s",
+            "HDBSCAN s",
+            "total s (k-means chain)",
+            "customers/s",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+    out += ["Ratios ours / naive (below 1 = ours faster or smaller):", ""]
+    out += table(
+        [
+            "customers",
+            "k-means chain",
+            "HDBSCAN chain",
+            "embed+reduce+cluster",
+            "embed",
+            "reduce",
+            "k-means",
+            "HDBSCAN",
+            "peak RSS",
+        ],
+        ratios,
+    )
+    rows = []
+    for size in s["sizes"]:
+        c = size["ours"]["cache_rerun"]
+        rows.append(
+            [
+                f"{size['n']:,}",
+                f"{c['changed_customers']:,}",
+                f"{c['encoded']:,}",
+                f(c["embed_seconds_cold"], 1),
+                f(c["embed_seconds_rerun"], 1),
+                f(c["embed_ratio"], 3),
+                f(c["stages_seconds_cold"], 1),
+                f(c["stages_seconds_rerun"], 1),
+                f(c["saved_seconds"], 1),
+            ]
+        )
+    out += ["Embedding cache on a re-run where 1% of customers made one more order:", ""]
+    out += table(
+        [
+            "customers",
+            "changed",
+            "re-encoded",
+            "embed s cold",
+            "embed s re-run",
+            "ratio",
+            "features+documents+embed s cold",
+            "same, re-run",
+            "saved s",
+        ],
+        rows,
+    )
+    return out
+
+
+def render_overhead(s: dict[str, Any] | None) -> list[str]:
+    out = ["#### Encoder overhead", ""]
+    skipped = skipped_note(s)
+    if skipped or s is None:
+        return out + (skipped or [])
+    ok = "within" if s["ratio_of_medians"] <= s["target_ratio"] else "outside"
+    return [
+        *out,
+        f"`embed_documents` (no cache) vs a bare `SentenceTransformer.encode` of the same "
+        f"{s['texts']:,} documents at the same batch size, {s['rounds']} alternating rounds: "
+        f"median {f(s['texts_per_second_ours'], 1)} vs {f(s['texts_per_second_bare'], 1)} "
+        f"texts/s, ratio of medians **{f(s['ratio_of_medians'], 3)}** (median per-round ratio "
+        f"{f(s['median_round_ratio'], 3)}; target <= {s['target_ratio']:.2f}: {ok}).",
+        "",
+    ]
+
+
+def render_latency(s: dict[str, Any] | None) -> list[str]:
+    out = ["#### Single-customer assignment latency", ""]
+    skipped = skipped_note(s)
+    if skipped or s is None:
+        return out + (skipped or [])
+    verdict = "met" if s["met"] else "not met"
+    out += [
+        f"`Segmenter.load(model).predict(load_events(one customer))`, no embedding cache, "
+        f"model fitted on {s['model_customers']:,} synthetic customers, {s['customers']} new "
+        f"customers one at a time after warm-up: median **{f(s['median_ms'], 1)} ms**, "
+        f"p95 {f(s['p95_ms'], 1)} ms (target median < {s['target_median_ms']:.0f} ms: "
+        f"{verdict}). Where the time goes (median ms per customer, dominant: "
+        f"{s['dominant_stage']}):",
+        "",
+    ]
+    stages = s["stage_median_ms"]
+    out += table(list(stages), [[f(v, 1) for v in stages.values()]])
+    out += ["Top functions by own time (cProfile):", ""]
+    out += [f"- {line}" for line in s["profile_top"]] + [""]
+    return out

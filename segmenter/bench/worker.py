@@ -1,0 +1,201 @@
+"""One speed/memory configuration, run in a fresh process so that peak RSS is its own.
+
+    python -m segmenter.bench.worker '{"chain": "ours", "folder": "DIR", ...}' result.json
+
+``chain`` is ``"ours"``: load ``DIR/events.parquet`` and ``DIR/users.parquet``, fit the default
+:class:`~segmenter.model.Segmenter` with an empty embedding cache, time the HDBSCAN variant's
+clustering stage on the same reduction, re-run the cached stages with 1% of customers changed,
+and write the documents to ``DIR/documents.parquet``. Or ``"naive"``: the chain a practitioner
+writes on those same documents: ``SentenceTransformer(path).encode`` ->
+``umap.UMAP(n_components=10)`` -> ``sklearn.cluster.KMeans`` and -> ``hdbscan.HDBSCAN``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:
+    from segmenter.data import EventData
+
+logger = logging.getLogger(__name__)
+
+CHANGED_SHARE = 0.01
+
+
+def rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, which starts afresh at exec; ``ru_maxrss`` would
+    report the peak of the parent that forked this process when that one was larger.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(usage / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _documents(data: EventData, max_tokens: int) -> tuple[list[str], float, float]:
+    """The pipeline's documents of ``data`` and the seconds of its feature and document stages."""
+    from segmenter.documents import DocumentBuilder
+    from segmenter.features import behaviour, top_channels
+
+    start = time.perf_counter()
+    # as the pipeline: as of the last event (the default of ``behaviour``)
+    features = behaviour(data.events, channels=top_channels(data.events))
+    middle = time.perf_counter()
+    builder = DocumentBuilder(max_tokens=max_tokens).fit(data.events, features, data.users)
+    docs = builder.transform(data.events, features, data.users)["document"].to_list()
+    return docs, middle - start, time.perf_counter() - middle
+
+
+def changed_events(events: pl.DataFrame, share: float, seed: int) -> tuple[pl.DataFrame, int]:
+    """Events where ``share`` of the customers made one more order (a repeat of their last).
+
+    Returns the new events and the number of changed customers.
+    """
+    users = events["user_id"].unique().sort()
+    n = max(1, round(share * len(users)))
+    rng = np.random.default_rng(seed)
+    chosen = pl.Series(rng.choice(users.to_numpy(), size=n, replace=False), dtype=pl.String)
+    last = (
+        events.filter(pl.col("user_id").is_in(chosen.implode()))
+        .sort("timestamp")
+        .group_by("user_id")
+        .last()
+        .with_columns(
+            (pl.col("order_id").fill_null("o") + pl.lit("-repeat")).alias("order_id"),
+            pl.lit("purchase").alias("event_type"),
+        )
+        .select(events.columns)
+    )
+    return pl.concat([events, last]).sort(["user_id", "timestamp"]), n
+
+
+def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
+    from segmenter.bench.context import load_encoder
+    from segmenter.cluster import DensityClusterer
+    from segmenter.config import SegmenterConfig
+    from segmenter.data import EventData, load_events
+    from segmenter.embed import EmbeddingCache, embed_documents
+    from segmenter.errors import SegmenterError
+    from segmenter.model import Segmenter
+
+    folder = Path(spec["folder"])
+    start = time.perf_counter()
+    data = load_events(folder / "events.parquet", users=folder / "users.parquet")
+    load_seconds = time.perf_counter() - start
+    rss_data = rss_mib()
+    config = SegmenterConfig(seed=spec["seed"], batch_size=spec.get("batch_size", 64))
+    encoder = load_encoder(spec["encoder"], batch_size=config.batch_size)
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
+        cache = EmbeddingCache(tmp)
+        start = time.perf_counter()
+        model = Segmenter(config, encoder=encoder, cache=cache, progress=False).fit(data)
+        total = time.perf_counter() - start
+        model.documents_.select("user_id", "document").write_parquet(folder / "documents.parquet")
+        start = time.perf_counter()
+        hdbscan_error = None
+        try:
+            DensityClusterer(min_cluster_size=config.min_cluster_size).fit(model.reduced_)
+        except SegmenterError as exc:  # no dense segment (tiny smoke inputs); still timed
+            hdbscan_error = str(exc)
+        hdbscan_seconds = time.perf_counter() - start
+        events, n_changed = changed_events(data.events, CHANGED_SHARE, spec["seed"])
+        cold_docs = model.timings_["features"] + model.timings_["documents"]
+        docs, t_feat, t_docs = _documents(EventData(events, data.users), config.max_tokens)
+        start = time.perf_counter()
+        _, stats = embed_documents(encoder, docs, cache)
+        rerun_embed = time.perf_counter() - start
+    cold = cold_docs + model.timings_["embed"]
+    rerun = t_feat + t_docs + rerun_embed
+    return {
+        "chain": "ours",
+        "stages": dict(model.timings_),
+        "fit_seconds": total,
+        "hdbscan_cluster_seconds": hdbscan_seconds,
+        "hdbscan_error": hdbscan_error,
+        "load_seconds": load_seconds,
+        "rss_after_data_mib": rss_data,
+        "cache_rerun": {
+            "changed_customers": n_changed,
+            "encoded": stats["encoded"],
+            "cached": stats["cached"],
+            "embed_seconds_cold": model.timings_["embed"],
+            "embed_seconds_rerun": rerun_embed,
+            "stages_seconds_cold": cold,
+            "stages_seconds_rerun": rerun,
+        },
+    }
+
+
+def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
+    import hdbscan
+    import umap
+    from sklearn.cluster import KMeans
+
+    from segmenter.bench.context import DEFAULT_ENCODER_SPEC, load_encoder
+
+    start = time.perf_counter()
+    docs = pl.read_parquet(Path(spec["folder"]) / "documents.parquet")["document"].to_list()
+    load_seconds = time.perf_counter() - start
+    rss_data = rss_mib()
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    if spec["encoder"] == DEFAULT_ENCODER_SPEC:
+        from sentence_transformers import SentenceTransformer
+
+        from segmenter.embed import packaged_model_path
+
+        model = SentenceTransformer(str(packaged_model_path()), device="cpu")
+        emb = model.encode(docs, show_progress_bar=False)
+    else:
+        emb = load_encoder(spec["encoder"]).encode(docs)
+    stages["embed"] = time.perf_counter() - start
+    start = time.perf_counter()
+    reduced = umap.UMAP(n_components=10).fit_transform(emb)
+    stages["reduce"] = time.perf_counter() - start
+    start = time.perf_counter()
+    KMeans(n_clusters=8).fit_predict(reduced)
+    stages["cluster"] = time.perf_counter() - start
+    start = time.perf_counter()
+    size = max(10, len(docs) // 100)  # the same smallest segment as our HDBSCAN variant
+    hdbscan.HDBSCAN(min_cluster_size=size).fit_predict(reduced)
+    hdbscan_seconds = time.perf_counter() - start
+    return {
+        "chain": "naive",
+        "stages": {k: round(v, 3) for k, v in stages.items()},
+        "fit_seconds": sum(stages.values()),
+        "hdbscan_cluster_seconds": hdbscan_seconds,
+        "load_seconds": load_seconds,
+        "rss_after_data_mib": rss_data,
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m segmenter.bench.worker SPEC_JSON OUT_JSON", file=sys.stderr)
+        return 2
+    spec = json.loads(argv[0])
+    result = run_ours(spec) if spec["chain"] == "ours" else run_naive(spec)
+    result.update(peak_rss_mib=rss_mib())
+    Path(argv[1]).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,332 @@
+"""The benchmark: metric functions against hand-computed values, and its code paths on tiny
+inputs with a fake encoder (benchmarks themselves never run in the test suite)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipelines import benchmark
+from pipelines._cli import run_cli
+from segmenter.bench.context import SIZES, BenchCache, BenchContext
+from segmenter.bench.fake import HashingEncoder
+from segmenter.bench.metrics import (
+    eta_squared,
+    hit_rate,
+    hungarian_accuracy,
+    rank_eta_squared,
+    recovery,
+    taste_lift,
+    top_items,
+)
+from segmenter.bench.report import begin_marker, end_marker, render, update_markdown
+from segmenter.bench.retail import (
+    evaluate,
+    hdbscan_labels,
+    labels_for_k,
+    target_check,
+    temporal_split,
+)
+from segmenter.bench.speed import compare_chains, encoder_overhead
+from segmenter.bench.suite import run_hook, run_suite
+from segmenter.bench.worker import changed_events
+from segmenter.config import SegmenterConfig
+from segmenter.data import EventData
+from segmenter.errors import SegmenterError
+from segmenter.model import Segmenter
+
+FAKE = "segmenter.bench.fake:HashingEncoder"
+
+
+# -- metrics ---------------------------------------------------------------------------------
+def test_eta_squared_by_hand() -> None:
+    # mean 2.5; total SS = 5; group means 1.5 and 3.5 -> between SS = 4
+    assert eta_squared(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 1, 1])) == pytest.approx(0.8)
+    assert eta_squared(np.array([1.0, 2.0, 1.0, 2.0]), np.array([0, 0, 1, 1])) == 0.0
+    assert eta_squared(np.array([3.0, 3.0, 3.0]), np.array([0, 1, 2])) == 0.0
+    assert eta_squared(np.array([1.0, 5.0]), np.array([0, 1])) == pytest.approx(1.0)
+
+
+def test_rank_eta_squared_uses_average_ranks() -> None:
+    # ranks of [10, 10, 0, 5] are [3.5, 3.5, 1, 2]: total SS 4.5, between SS 4
+    values, labels = np.array([10.0, 10.0, 0.0, 5.0]), np.array([0, 0, 1, 1])
+    assert rank_eta_squared(values, labels) == pytest.approx(4 / 4.5)
+    # invariant to monotone transforms (one huge spender cannot carry it)
+    assert rank_eta_squared(values**3 + 1e6 * (values == 10), labels) == pytest.approx(4 / 4.5)
+
+
+def test_eta_squared_rejects_mismatched_shapes() -> None:
+    with pytest.raises(SegmenterError, match=r"values of shape \(3,\) and labels of shape"):
+        eta_squared(np.zeros(3), np.zeros(2))
+
+
+PAST = [(0, "a"), (1, "a"), (1, "c"), (2, "b"), (3, "b"), (3, "a")]
+FUTURE = {0: {"a", "c"}, 2: {"b"}, 3: {"b", "d"}}
+
+
+def test_top_items_counts_distinct_buyers_and_breaks_ties_by_item() -> None:
+    tops = top_items([*PAST, (0, "a")], np.array([0, 0, 1, 1]), n_top=2)
+    assert tops == {0: ["a", "c"], 1: ["b", "a"]}
+    # a and b both have one buyer in group 0: the tie goes to the smaller key
+    assert top_items([(0, "b"), (1, "a")], np.array([0, 0]), n_top=1) == {0: ["a"]}
+
+
+def test_taste_lift_by_hand() -> None:
+    labels = np.array([0, 0, 1, 1])
+    # top-1 lists: global [a] (3 buyers), segment 0 [a], segment 1 [b]
+    # segment hits: customer 0 a (1 of 2), customer 2 b (1 of 1), customer 3 b (1 of 2) -> 3/5
+    # global hits: customer 0 a only -> 1/5
+    out = taste_lift(PAST, FUTURE, labels, n_top=1)
+    assert out["segment_hit_rate"] == pytest.approx(0.6)
+    assert out["global_hit_rate"] == pytest.approx(0.2)
+    assert out["lift"] == pytest.approx(3.0)
+    # an outlier (-1) is scored with the global list: customer 3 now has no hit -> 2/5
+    out = taste_lift(PAST, FUTURE, np.array([0, 0, 1, -1]), n_top=1)
+    assert out["lift"] == pytest.approx(2.0)
+
+
+def test_hit_rate_without_future_buyers_is_nan() -> None:
+    assert np.isnan(hit_rate({}, {0: ["a"]}, np.array([0])))
+
+
+def test_hungarian_accuracy_by_hand() -> None:
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    assert hungarian_accuracy(truth, np.array([1, 1, 0, 0, 0, 2])) == pytest.approx(5 / 6)
+    assert hungarian_accuracy(truth, np.array([7, 7, 3, 3, 5, 5])) == 1.0
+    # more clusters than labels: unmatched clusters count as errors
+    assert hungarian_accuracy(truth, np.array([0, 1, 2, 3, 4, 5])) == pytest.approx(3 / 6)
+    scores = recovery(truth, np.array([2, 2, 0, 0, 1, 1]))
+    assert scores["ari"] == pytest.approx(1.0) and scores["nmi"] == pytest.approx(1.0)
+
+
+def test_hungarian_accuracy_rejects_different_lengths() -> None:
+    with pytest.raises(SegmenterError, match="same non-zero length"):
+        hungarian_accuracy(np.array([0, 1]), np.array([0]))
+
+
+# -- retail evaluation on synthetic events ---------------------------------------------------
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> BenchContext:
+    cache = BenchCache(tmp_path_factory.mktemp("bench-cache"))
+    return BenchContext("smoke", SIZES["smoke"], encoder_spec=FAKE, cache=cache)
+
+
+def test_temporal_split_outcomes(small_data: EventData) -> None:
+    ts = small_data.events["timestamp"]
+    cut: datetime = ts.min() + (ts.max() - ts.min()) * 0.75  # type: ignore[operator]
+    split = temporal_split(small_data, cut)
+    events = small_data.events
+    assert split.customers == sorted(
+        events.filter(pl.col("timestamp") < cut)["user_id"].unique().to_list()
+    )
+    assert split.calibration.events["timestamp"].max() < cut  # type: ignore[operator]
+    uid = split.customers[int(np.argmax(split.future_spend))]
+    after = events.filter((pl.col("user_id") == uid) & (pl.col("timestamp") >= cut))
+    spend = (
+        after.filter(pl.col("event_type") == "purchase")["amount"].sum()
+        - after.filter(pl.col("event_type") == "return")["amount"].abs().sum()
+    )
+    assert split.future_spend.max() == pytest.approx(spend)
+    assert set(np.unique(split.bought_again)) <= {0.0, 1.0}
+    assert len(split.future) == int(split.bought_again.sum())
+    scores = evaluate(split, np.arange(len(split.customers)) % 3)
+    assert 0 <= scores["value_eta2"] <= 1 and scores["taste_lift"] > 0
+
+
+@pytest.mark.slow
+def test_labels_for_k_equals_a_fit_with_that_k(small_data: EventData, ctx: BenchContext) -> None:
+    config = SegmenterConfig(k=4, seed=1, pca_dims=8, umap_dims=2)
+    fitted = Segmenter(config, encoder=ctx.encoder, progress=False).fit(small_data)
+    direct = Segmenter(config.replace(k=3), encoder=ctx.encoder, progress=False).fit(small_data)
+    assert np.array_equal(labels_for_k(fitted, 3), direct.assignments_["segment"].to_numpy())
+    density = Segmenter(config.replace(method="hdbscan"), encoder=ctx.encoder, progress=False)
+    density.fit(small_data)
+    assert np.array_equal(hdbscan_labels(fitted), density.assignments_["segment"].to_numpy())
+
+
+def test_target_check() -> None:
+    def system(value: float, taste: float) -> dict[str, object]:
+        return {"by_k": {"8": {"value_eta2": value, "taste_lift": taste}}}
+
+    systems = {"default": system(0.28, 1.4), "rfm": system(0.29, 1.0), "text": system(0.1, 1.45)}
+    out = target_check(systems)
+    assert out["value_share_of_rfm"] == pytest.approx(0.28 / 0.29)
+    assert out["met"] is True
+    systems["default"] = system(0.2, 1.4)
+    assert target_check(systems)["met"] is False
+
+
+# -- speed helpers ---------------------------------------------------------------------------
+def test_changed_events_adds_one_order_to_one_percent(small_data: EventData) -> None:
+    events, n = changed_events(small_data.events, 0.01, seed=0)
+    assert n == 4
+    assert events.height == small_data.events.height + 4
+    added = events.filter(pl.col("order_id").str.ends_with("-repeat"))
+    assert added["user_id"].n_unique() == 4
+
+
+def test_encoder_overhead_alternates(ctx: BenchContext) -> None:
+    out = encoder_overhead(HashingEncoder(), [f"text number {i}" for i in range(30)], rounds=3)
+    assert len(out["ours_seconds"]) == len(out["bare_seconds"]) == 3
+    assert out["ratio_of_medians"] > 0
+    with pytest.raises(SegmenterError, match="rounds=0"):
+        encoder_overhead(HashingEncoder(), ["a"], rounds=0)
+
+
+def test_compare_chains_ratios() -> None:
+    ours = {
+        "stages": {"embed": 10.0, "reduce": 4.0, "cluster": 1.0, "features": 1.0},
+        "fit_seconds": 16.0,
+        "hdbscan_cluster_seconds": 2.0,
+        "peak_rss_mib": 100.0,
+    }
+    naive = {
+        "stages": {"embed": 10.0, "reduce": 8.0, "cluster": 2.0},
+        "fit_seconds": 20.0,
+        "hdbscan_cluster_seconds": 4.0,
+        "peak_rss_mib": 200.0,
+    }
+    q = compare_chains(ours, naive)
+    assert q["kmeans_chain"] == pytest.approx(0.8)
+    assert q["hdbscan_chain"] == pytest.approx(17 / 22)
+    assert q["shared_stages"] == pytest.approx(15 / 20)
+    assert q["per_stage"]["reduce"] == pytest.approx(0.5)
+    assert q["peak_rss"] == pytest.approx(0.5)
+
+
+def test_cold_cache_ignores_old_vectors_but_fills_the_shared_folder(tmp_path: Path) -> None:
+    from segmenter.embed import embed_documents
+
+    encoder, texts = HashingEncoder(), ["one text", "another text"]
+    embed_documents(encoder, texts[:1], BenchCache(tmp_path))  # an earlier run
+    cold = BenchCache(tmp_path, cold=True)
+    _, stats = embed_documents(encoder, texts, cold)
+    assert stats == {"encoded": 2, "cached": 0} and (cold.hits, cold.misses) == (0, 2)
+    _, stats = embed_documents(encoder, texts, cold)  # within the run it is a cache
+    assert stats == {"encoded": 0, "cached": 2}
+    cold.close()
+    warm = BenchCache(tmp_path)
+    _, stats = embed_documents(encoder, texts, warm)
+    assert stats == {"encoded": 0, "cached": 2} and warm.hits == 2
+
+
+# -- hooks -----------------------------------------------------------------------------------
+def test_hooks_skip_or_report_failures(ctx: BenchContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_hook(("segmenter.no_such_module", "run"), ctx)["status"] == "skipped"
+    module = types.ModuleType("fake_bench_hook")
+    monkeypatch.setitem(sys.modules, "fake_bench_hook", module)
+    assert "has no run()" in run_hook(("fake_bench_hook", "run"), ctx)["note"]
+
+    def broken(shared_data: Path, *, quick: bool, seed: int) -> dict[str, float]:
+        raise RuntimeError("boom")
+
+    module.run = broken  # type: ignore[attr-defined]
+    out = run_hook(("fake_bench_hook", "run"), ctx)
+    assert out["status"] == "failed" and "boom" in out["note"]
+    module.run = lambda shared_data, *, quick, seed: {"acc": 0.5, "quick": quick}  # type: ignore[attr-defined]
+    out = run_hook(("fake_bench_hook", "run"), ctx)
+    assert out["status"] == "ok" and out["result"] == {"acc": 0.5, "quick": True}
+
+
+# -- markdown --------------------------------------------------------------------------------
+def test_update_markdown_replaces_only_its_section(tmp_path: Path) -> None:
+    result = {
+        "suite": "quick",
+        "seed": 0,
+        "started": "2026-01-01T00:00:00",
+        "command": "python -m pipelines.benchmark",
+        "machine": {
+            "nproc": 2,
+            "cpu": "x",
+            "ram_gib": 8.0,
+            "gpu": None,
+            "load_average_1m_at_start": 0.5,
+            "versions": {},
+        },
+        "seconds_total": 60.0,
+        "sections": {"retail": {"status": "skipped", "note": "skipped: missing"}},
+    }
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\nHand-written intro.\n\n## Tail\n", encoding="utf-8")
+    update_markdown(path, result)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks\n\nHand-written intro.") and "## Tail" in text
+    assert begin_marker("quick") in text and end_marker("quick") in text
+    assert "skipped: missing" in text
+    update_markdown(path, {**result, "seconds_total": 120.0})
+    again = path.read_text(encoding="utf-8")
+    assert again.count(begin_marker("quick")) == 1 and "**2.0 min**" in again
+
+
+# -- the whole quick suite's code paths on tiny inputs ---------------------------------------
+@pytest.mark.slow
+def test_smoke_suite_runs_every_section(
+    small_data: EventData, ctx: BenchContext, tmp_path: Path
+) -> None:
+    result = run_suite(ctx, retail_data=small_data, command="test")
+    sec = result["sections"]
+    retail = sec["retail"]
+    assert retail["status"] == "ok" and retail["customers"] <= 120
+    assert set(retail["systems"]) == {"default", "text", "rfm", "hdbscan"}
+    for name in ("default", "text", "rfm"):
+        for scores in retail["systems"][name]["by_k"].values():
+            assert 0 <= scores["value_eta2"] <= 1 and -1 <= scores["stability"] <= 1
+    assert sec["planted"]["status"] == "ok" and -1 <= sec["planted"]["ari"] <= 1
+    assert sec["latency"]["median_ms"] > 0 and sec["latency"]["customers"] == 5
+    assert sec["encoder_overhead"]["texts"] == 40
+    speed = sec["speed"]["sizes"][0]
+    assert speed["n"] == 150 and speed["ours"]["peak_rss_mib"] > 0
+    assert speed["ours"]["cache_rerun"]["encoded"] >= 1
+    assert len(sec["sweep"]["rows"]) == 2
+    text = render(json.loads(json.dumps(result, default=str)))
+    assert "Online Retail" in text and "Speed and memory" in text
+
+
+# -- the command line ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--suite", "huge"], "--suite: 'huge' is not one of"),
+        (["--seed", "-1"], "--seed: -1 should be >= 0"),
+        (["--from-json", "missing.json"], "--from-json: 'missing.json' does not exist"),
+        (["--out", "pyproject.toml"], "--out: 'pyproject.toml' exists and is a file"),
+    ],
+)
+def test_cli_bad_options_are_one_line_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_cli(benchmark.build_parser(), benchmark.main, [*argv, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_from_json_rerenders(tmp_path: Path) -> None:
+    result = {
+        "suite": "full",
+        "seed": 0,
+        "started": "2026-01-01T00:00:00",
+        "command": "c",
+        "machine": {
+            "nproc": 2,
+            "cpu": "x",
+            "ram_gib": 8.0,
+            "gpu": None,
+            "load_average_1m_at_start": 0.5,
+            "versions": {},
+        },
+        "seconds_total": 600.0,
+        "sections": {},
+    }
+    source, markdown = tmp_path / "r.json", tmp_path / "B.md"
+    source.write_text(json.dumps(result), encoding="utf-8")
+    argv = ["--from-json", str(source), "--markdown", str(markdown), "--quiet"]
+    assert run_cli(benchmark.build_parser(), benchmark.main, argv) == 0
+    assert "### Full suite" in markdown.read_text(encoding="utf-8")
