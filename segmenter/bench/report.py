@@ -250,7 +250,7 @@ def _compact(obj: Any) -> str:
 def render(result: dict[str, Any]) -> str:
     """The Markdown section of one suite (between its markers).
 
-    A cold-cache run only gets its timing summary (its tables are those of a warm run).
+    A cold-cache run gets the same tables (its quality figures equal a warm run's).
     """
     sec = result["sections"]
     name = result_name(result)
@@ -259,8 +259,6 @@ def render(result: dict[str, Any]) -> str:
     )
     lines = [begin_marker(name), "", f"### {title}", ""]
     lines += render_machine(result)
-    if name != result["suite"]:
-        return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))
     lines += render_speed(sec.get("speed"))
