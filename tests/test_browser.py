@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
 
+from segmenter.bench.fake import HashingEncoder
 from segmenter.config import SegmenterConfig
 from segmenter.data import load_events
 from segmenter.model import Segmenter
@@ -41,17 +40,9 @@ CHROMIUM = _find(("chromium", "chromium-browser", "google-chrome"), ("/usr/bin/c
 CHROMEDRIVER = _find(("chromedriver",), ("/usr/bin/chromedriver",))
 
 
-class FakeEncoder:
+def FakeEncoder() -> HashingEncoder:
     """Hashed bag of words: fast, deterministic, normalized float32."""
-
-    identity = "fake"
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.full((len(texts), 64), 1e-3, dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().split():
-                out[i, zlib.crc32(word.encode()) % 64] += 1.0
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+    return HashingEncoder(64)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +99,7 @@ def run_dir(
     users = small_tables["users"].with_columns(evil)
     data = load_events(events, users=users)
     config = SegmenterConfig(k=5, umap_dims=0, pca_dims=8)
-    model = Segmenter(config, encoder=FakeEncoder(), progress=False).fit(data)
+    model = Segmenter(config, encoder=HashingEncoder(64), progress=False).fit(data)
     out = tmp_path_factory.mktemp("browser-run") / "run"
     write_run(model, data, out)
     return out

@@ -6,8 +6,6 @@ import html
 import json
 import re
 import shutil
-import zlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines import report as report_cli
+from segmenter.bench.fake import HashingEncoder
 from segmenter.config import SegmenterConfig
 from segmenter.data import load_events
 from segmenter.errors import SegmenterError
@@ -28,17 +27,9 @@ SCRIPT_PAYLOAD = "<script>window.__xss=1</script>"
 ATTR_PAYLOAD = '" onmouseover="window.__xss=1'
 
 
-class FakeEncoder:
+def FakeEncoder() -> HashingEncoder:
     """Hashed bag of words: fast, deterministic, normalized float32."""
-
-    identity = "fake"
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.full((len(texts), 64), 1e-3, dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().split():
-                out[i, zlib.crc32(word.encode()) % 64] += 1.0
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+    return HashingEncoder(64)
 
 
 def _page_json(page: str) -> dict:
@@ -64,7 +55,7 @@ def run_dir(
     )
     data = load_events(events, users=small_tables["users"])
     config = SegmenterConfig(k=5, umap_dims=0, pca_dims=8)
-    model = Segmenter(config, encoder=FakeEncoder(), progress=False).fit(data)
+    model = Segmenter(config, encoder=HashingEncoder(64), progress=False).fit(data)
     out = tmp_path_factory.mktemp("run") / "run"
     write_run(model, data, out)
     return out
