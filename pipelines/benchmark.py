@@ -31,6 +31,7 @@ DEFAULT_MARKDOWN = REPO_ROOT / "BENCHMARKS.md"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line options (checked in :func:`main`, one-line errors)."""
     p = argparse.ArgumentParser(
         prog="python -m pipelines.benchmark",
         description=__doc__,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run a suite (or re-render a result), write the JSON, update BENCHMARKS.md."""
     from segmenter import io
     from segmenter.bench.context import SIZES, SUITES, BenchCache, BenchContext
     from segmenter.bench.report import update_markdown
@@ -89,12 +91,18 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     command = "python -m pipelines.benchmark " + shlex.join(sys.argv[1:])
+    partial = out / f"{args.suite}.partial.json"
+
+    def checkpoint(result: dict[str, object]) -> None:
+        io.write_json(result, partial)  # what a long run measured so far (--from-json)
+
     try:
-        result = run_suite(ctx, command=command.strip())
+        result = run_suite(ctx, command=command.strip(), checkpoint=checkpoint)
     finally:
         cache.close()
     path = result_path(out, result)
     io.write_json(result, path)
+    partial.unlink(missing_ok=True)
     print(f"{args.suite} suite done in {result['seconds_total'] / 60:.1f} min -> {path}")
     if not args.no_markdown and (args.suite != "smoke" or args.markdown):
         # render from the file just written, so every figure in the table comes from it

@@ -270,8 +270,15 @@ def test_update_markdown_replaces_only_its_section(tmp_path: Path) -> None:
 def test_smoke_suite_runs_every_section(
     small_data: EventData, ctx: BenchContext, tmp_path: Path
 ) -> None:
-    result = run_suite(ctx, retail_data=small_data, command="test")
+    seen: list[list[str]] = []
+    result = run_suite(
+        ctx,
+        retail_data=small_data,
+        command="test",
+        checkpoint=lambda partial: seen.append(list(partial["sections"])),
+    )
     sec = result["sections"]
+    assert seen[0] == ["retail"] and seen[-1] == list(sec)
     retail = sec["retail"]
     assert retail["status"] == "ok" and retail["customers"] <= 120
     assert set(retail["systems"]) == {"default", "text", "rfm", "hdbscan"}

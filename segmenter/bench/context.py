@@ -118,12 +118,14 @@ class BenchCache(EmbeddingCache):
         self.misses = 0
 
     def lookup(self, identity: str, keys: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Vectors and hit mask, as :meth:`EmbeddingCache.lookup`; counts them."""
         vectors, hits = super().lookup(identity, keys)
         self.hits += int(hits.sum())
         self.misses += int((~hits).sum())
         return vectors, hits
 
     def store(self, identity: str, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Store vectors (a cold cache also writes them to the shared folder)."""
         super().store(identity, keys, vectors)
         if self.cold:
             EmbeddingCache(self.shared_root).store(identity, keys, vectors)

@@ -25,6 +25,7 @@ class HashingEncoder:
 
     @property
     def identity(self) -> str:
+        """Cache key of the vectors: changes with ``dim``."""
         return f"hashing-encoder-{self.dim}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

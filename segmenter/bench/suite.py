@@ -14,10 +14,11 @@ from segmenter.bench.context import BenchContext, machine
 from segmenter.bench.latency import run_latency
 from segmenter.bench.recovery import run_banking, run_planted
 from segmenter.bench.report import result_name
-from segmenter.bench.retail import run_retail
+from segmenter.bench.retail import run_retail, span_cutoff, temporal_split
 from segmenter.bench.speed import encoder_overhead, run_speed
 from segmenter.bench.sweep import GRID, SWEEP_PLANTED, run_sweep
 from segmenter.data import EventData
+from segmenter.model import Segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ def run_hook(hook: tuple[str, str], ctx: BenchContext) -> dict[str, Any]:
 
 
 def run_suite(
-    ctx: BenchContext, *, retail_data: EventData | None = None, command: str = ""
+    ctx: BenchContext,
+    *,
+    retail_data: EventData | None = None,
+    command: str = "",
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the sections of ``ctx.suite`` and return the full result (JSON-able).
 
@@ -58,6 +63,8 @@ def run_suite(
         Replaces Online Retail (smoke runs on synthetic events, split at 75% of their span).
     command : str
         The command line, recorded in the result.
+    checkpoint : callable, optional
+        Called with the result so far after each section (long runs keep what they measured).
     """
     start = time.perf_counter()
     result: dict[str, Any] = {
@@ -74,52 +81,53 @@ def run_suite(
     }
     sections = result["sections"]
 
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
+    def timed(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         logger.info("benchmark section %s ...", name)
         t = time.perf_counter()
         before = (ctx.cache.hits, ctx.cache.misses) if ctx.cache is not None else (0, 0)
-        out = fn()
+        sections[name] = fn()
         result["section_seconds"][name] = round(time.perf_counter() - t, 1)
         if ctx.cache is not None:
             result["cache"]["sections"][name] = {
                 "from_cache": ctx.cache.hits - before[0],
                 "encoded": ctx.cache.misses - before[1],
             }
+        if checkpoint is not None:
+            result["seconds_total"] = round(time.perf_counter() - start, 1)
+            checkpoint(result)
         logger.info("benchmark section %s done in %.0fs", name, time.perf_counter() - t)
-        return out
 
-    sections["retail"] = timed("retail", lambda: run_retail(ctx, retail_data))
-    sections["planted"], model = timed("planted", lambda: run_planted(ctx))
-    sections["banking77"] = timed("banking77", lambda: run_banking(ctx))
-    sections["latency"] = timed("latency", lambda: run_latency(ctx, model))
+    fitted: dict[str, Segmenter] = {}
+
+    def planted() -> dict[str, Any]:
+        section, fitted["planted"] = run_planted(ctx)
+        return section
+
+    timed("retail", lambda: run_retail(ctx, retail_data))
+    timed("planted", planted)
+    model = fitted["planted"]
+    timed("banking77", lambda: run_banking(ctx))
+    timed("latency", lambda: run_latency(ctx, model))
     texts = model.documents_["document"].to_list()[: ctx.sizes.overhead_texts]
-    sections["encoder_overhead"] = timed(
+    timed(
         "encoder_overhead",
         lambda: {
             "status": "ok",
             **encoder_overhead(ctx.encoder, texts, ctx.sizes.overhead_rounds),
         },
     )
-    sections["speed"] = timed("speed", lambda: run_speed(ctx))
+    timed("speed", lambda: run_speed(ctx))
     if ctx.sizes.sweep_settings:
         split = None
         if retail_data is not None:
-            from segmenter.bench.retail import span_cutoff, temporal_split
-
             cut = span_cutoff(retail_data)
             split = temporal_split(retail_data, cut, max_customers=ctx.sizes.retail_customers)
         planted_n = min(ctx.sizes.planted_customers, SWEEP_PLANTED)
         grid = GRID[: ctx.sizes.sweep_settings]
-        sections["sweep"] = timed(
-            "sweep", lambda: run_sweep(ctx, grid, split=split, planted_customers=planted_n)
-        )
+        timed("sweep", lambda: run_sweep(ctx, grid, split=split, planted_customers=planted_n))
     if ctx.sizes.extras:
-        sections["classification"] = timed(
-            "classification", lambda: run_hook(CLASSIFICATION_HOOK, ctx)
-        )
-        sections["deep_clustering"] = timed(
-            "deep_clustering", lambda: run_hook(DEEP_CLUSTERING_HOOK, ctx)
-        )
+        timed("classification", lambda: run_hook(CLASSIFICATION_HOOK, ctx))
+        timed("deep_clustering", lambda: run_hook(DEEP_CLUSTERING_HOOK, ctx))
     result["seconds_total"] = round(time.perf_counter() - start, 1)
     return result
 

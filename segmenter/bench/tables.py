@@ -16,12 +16,14 @@ def f(value: Any, digits: int = 3) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table (a list of lines, a blank line last)."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return [*out, ""]
 
 
 def skipped_note(section: dict[str, Any] | None) -> list[str] | None:
+    """The note of a skipped or absent section, ``None`` when it ran."""
     if section is None:
         return ["Not run in this suite.", ""]
     if section.get("status") != "ok":
@@ -30,6 +32,7 @@ def skipped_note(section: dict[str, Any] | None) -> list[str] | None:
 
 
 def render_speed(s: dict[str, Any] | None) -> list[str]:
+    """Per-stage seconds, throughput, peak RSS, ratios ours / naive, cache re-run."""
     out = ["#### Speed and memory (fresh process per chain, identical documents)", ""]
     skipped = skipped_note(s)
     if skipped or s is None:
@@ -133,6 +136,7 @@ def render_speed(s: dict[str, Any] | None) -> list[str]:
 
 
 def render_overhead(s: dict[str, Any] | None) -> list[str]:
+    """Our embedding stage against the bare encode call."""
     out = ["#### Encoder overhead", ""]
     skipped = skipped_note(s)
     if skipped or s is None:
@@ -150,6 +154,7 @@ def render_overhead(s: dict[str, Any] | None) -> list[str]:
 
 
 def render_latency(s: dict[str, Any] | None) -> list[str]:
+    """Single-customer latency, its stages and the profile."""
     out = ["#### Single-customer assignment latency", ""]
     skipped = skipped_note(s)
     if skipped or s is None:

@@ -86,6 +86,7 @@ def changed_events(events: pl.DataFrame, share: float, seed: int) -> tuple[pl.Da
 
 
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
+    """Our pipeline on ``spec["folder"]``; per-stage seconds and the cache re-run."""
     from segmenter.bench.context import load_encoder
     from segmenter.cluster import DensityClusterer
     from segmenter.config import SegmenterConfig
@@ -143,6 +144,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
+    """The naive library chain on the documents ours wrote to ``spec["folder"]``."""
     import hdbscan
     import umap
     from sklearn.cluster import KMeans
@@ -186,6 +188,7 @@ def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    """Run the configuration of ``argv[0]`` and write its result to ``argv[1]``."""
     if len(argv) != 2:
         print("usage: python -m segmenter.bench.worker SPEC_JSON OUT_JSON", file=sys.stderr)
         return 2
