@@ -30,7 +30,7 @@ class SegmenterConfig:
     k: int | Literal["auto"] = 8
     k_range: tuple[int, int] = (3, 14)
     seed: int = 0
-    feature_weight: float = 0.5
+    feature_weight: float = 0.6
     fusion_features: tuple[str, ...] = DEFAULT_FUSION
     pca_dims: int = 50
     umap_dims: int = 10
