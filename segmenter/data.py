@@ -283,7 +283,7 @@ def _canonicalize(
 ) -> pl.DataFrame:
     keep = [c for c in CANONICAL if c in frame.columns]
     frame = frame.select(*keep, _ROW)
-    frame = frame.with_columns(_normalize_id(frame["user_id"]).alias("user_id"))
+    frame = frame.with_columns(normalize_id(frame["user_id"]).alias("user_id"))
     bad = frame["user_id"].is_null() | (frame["user_id"] == "")
     n_bad = int(bad.sum())
     if n_bad:
@@ -349,7 +349,7 @@ def _as_string(series: pl.Series) -> pl.Series:
     return series.cast(pl.String)
 
 
-def _normalize_id(series: pl.Series) -> pl.Series:
+def normalize_id(series: pl.Series) -> pl.Series:
     """Customer keys as strings; "17850.0" (a float round trip) becomes "17850"."""
     text = _as_string(series).str.strip_chars()
     present = text.drop_nulls()
@@ -481,7 +481,7 @@ def _online_retail(
             .agg(pl.col("Country").drop_nulls().mode().sort().first().alias("country"))
             .rename({"CustomerID": "user_id"})
         )
-        users = users.with_columns(_normalize_id(users["user_id"]).alias("user_id")).sort("user_id")
+        users = users.with_columns(normalize_id(users["user_id"]).alias("user_id")).sort("user_id")
     return raw, users, dropped
 
 
@@ -489,7 +489,7 @@ def _country_table(frame: pl.DataFrame) -> pl.DataFrame:
     """``user_id`` and each user's most common country (ties: alphabetical)."""
     table = pl.DataFrame(
         {
-            "user_id": _normalize_id(frame["user_id"]),
+            "user_id": normalize_id(frame["user_id"]),
             "country": _as_string(frame["country"]).str.strip_chars(),
         }
     ).filter(pl.col("user_id").is_not_null() & (pl.col("user_id") != ""))
@@ -505,7 +505,7 @@ def _users_table(users: pl.DataFrame) -> pl.DataFrame:
         raise SegmenterError(
             f"users table is missing column 'user_id'; columns present: {preview(users.columns)}"
         )
-    users = users.with_columns(_normalize_id(users["user_id"]).alias("user_id"))
+    users = users.with_columns(normalize_id(users["user_id"]).alias("user_id"))
     return users.unique("user_id", keep="first", maintain_order=True)
 
 

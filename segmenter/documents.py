@@ -14,13 +14,15 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
 
 from segmenter.errors import SegmenterError
 from segmenter.privacy import mask_expr
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 logger = logging.getLogger(__name__)
 
@@ -200,25 +202,31 @@ class DocumentBuilder:
         """
         if not hasattr(self, "edges_"):
             raise RuntimeError("DocumentBuilder is not fitted; call fit first")
-        ev = _with_item_label(events)
-        value = self._value_sentence(features)
+        # one lazy plan, collected once: a single customer (the latency path) pays for one
+        # query instead of one per piece
+        ev = _with_item_label(events.lazy())
+        feats = features.lazy()
         parts = [
-            value,
+            self._value_sentence(feats),
             self._tfidf_list(ev, "category", self.n_categories, "Categories: ", share=True),
             self._tfidf_list(ev, "_item", self.n_items, "Items: ", share=False),
-            _habits(ev, features),
-            self._attributes(features, users),
-            _ratings(features),
+            _habits(ev, feats),
+            self._attributes(users),
+            _ratings(feats),
             _texts(ev, "search", 3, 60, "Searches: "),
             _texts(ev, None, self.n_texts, self.text_chars, "Writes: "),
         ]
-        frame = features.select("user_id").with_row_index("_row")
+        plan = feats.select("user_id").with_row_index("_row")
         for i, part in enumerate(parts):
-            frame = frame.join(part.rename({"piece": f"p{i}"}), on="user_id", how="left")
+            plan = plan.join(part.rename({"piece": f"p{i}"}), on="user_id", how="left")
         pieces = [pl.col(f"p{i}") for i in range(len(parts))]
-        frame = frame.sort("_row").select(  # joins do not promise to keep the features' order
-            "user_id",
-            pl.concat_str(pieces, separator=" ", ignore_nulls=True).alias("document"),
+        frame = (
+            plan.sort("_row")  # joins do not promise to keep the features' order
+            .select(
+                "user_id",
+                pl.concat_str(pieces, separator=" ", ignore_nulls=True).alias("document"),
+            )
+            .collect()
         )
         docs = self.budget_.cut(frame["document"].to_list())
         return frame.with_columns(pl.Series("document", docs, dtype=pl.String))
@@ -228,7 +236,7 @@ class DocumentBuilder:
     ) -> pl.DataFrame:
         return self.fit(events, features, users).transform(events, features, users)
 
-    def _value_sentence(self, features: pl.DataFrame) -> pl.DataFrame:
+    def _value_sentence(self, features: pl.LazyFrame) -> pl.LazyFrame:
         words: list[pl.Expr] = []
         for column, labels in VALUE_WORDS.items():
             words.append(_bin_words(pl.col(column), self.edges_[column], labels))
@@ -253,19 +261,25 @@ class DocumentBuilder:
             "user_id", (pl.concat_str(words, separator=", ") + pl.lit(".")).alias("piece")
         )
 
+    def _idf_frame(self, key: str) -> pl.LazyFrame:
+        """The fitted IDF of ``key`` as a frame, built once per builder."""
+        cache: dict[str, pl.DataFrame] = self.__dict__.setdefault("_idf_frames", {})
+        if key not in cache:
+            cache[key] = pl.DataFrame(
+                {key: list(self.idf_[key]), "idf": list(self.idf_[key].values())},
+                schema={key: pl.String, "idf": pl.Float64},
+            )
+        return cache[key].lazy()
+
     def _tfidf_list(
-        self, ev: pl.DataFrame, key: str, k: int, prefix: str, *, share: bool
-    ) -> pl.DataFrame:
+        self, ev: pl.LazyFrame, key: str, k: int, prefix: str, *, share: bool
+    ) -> pl.LazyFrame:
         if k == 0:
-            return pl.DataFrame(schema={"user_id": pl.String, "piece": pl.String})
+            return _no_piece()
         bought = ev.filter(pl.col(key).is_not_null() & (pl.col("event_type") != "return"))
         counts = bought.group_by("user_id", key).agg(pl.len().alias("n"))
-        idf = pl.DataFrame(
-            {key: list(self.idf_[key]), "idf": list(self.idf_[key].values())},
-            schema={key: pl.String, "idf": pl.Float64},
-        )
         scored = (
-            counts.join(idf, on=key, how="left")
+            counts.join(self._idf_frame(key), on=key, how="left")
             .with_columns(
                 pl.col("idf").fill_null(self.max_idf_),
                 (pl.col("n") / pl.col("n").sum().over("user_id")).alias("share"),
@@ -287,17 +301,17 @@ class DocumentBuilder:
             (pl.lit(prefix) + label.str.join(", ") + pl.lit(".")).first().alias("piece")
         )
 
-    def _attributes(self, features: pl.DataFrame, users: pl.DataFrame | None) -> pl.DataFrame:
+    def _attributes(self, users: pl.DataFrame | None) -> pl.LazyFrame:
         cols = [c for c in self.attributes_ if users is not None and c in users.columns]
         if not cols or users is None:
-            return pl.DataFrame(schema={"user_id": pl.String, "piece": pl.String})
+            return _no_piece()
         exprs = [
             pl.when(pl.col(c).is_not_null()).then(
                 pl.lit(c.replace("_", " ").capitalize() + ": ") + mask_expr(pl.col(c))
             )
             for c in cols
         ]
-        return users.select(
+        return users.lazy().select(
             "user_id",
             (pl.concat_str(exprs, separator=". ", ignore_nulls=True) + ".").alias("piece"),
         )
@@ -330,7 +344,11 @@ class DocumentBuilder:
         return self
 
 
-def _with_item_label(events: pl.DataFrame) -> pl.DataFrame:
+def _no_piece() -> pl.LazyFrame:
+    return pl.LazyFrame(schema={"user_id": pl.String, "piece": pl.String})
+
+
+def _with_item_label(events: FrameT) -> FrameT:
     return events.with_columns(
         pl.coalesce(pl.col("item_name"), pl.col("item_id"))
         .str.replace_all(r"\s+", " ")
@@ -368,7 +386,7 @@ def _bin_words(expr: pl.Expr, edges: Sequence[float], words: Sequence[str]) -> p
     return out.otherwise(pl.lit(words[-1]))
 
 
-def _habits(ev: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+def _habits(ev: pl.LazyFrame, features: pl.LazyFrame) -> pl.LazyFrame:
     shares = pl.concat_list([pl.col(c) for c in DAYPARTS])
     names = pl.lit(list(DAYPARTS.values()))
     best = shares.list.arg_max()
@@ -405,7 +423,7 @@ def _habits(ev: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _ratings(features: pl.DataFrame) -> pl.DataFrame:
+def _ratings(features: pl.LazyFrame) -> pl.LazyFrame:
     return features.filter(pl.col("n_reviews") > 0).select(
         "user_id",
         (
@@ -417,11 +435,11 @@ def _ratings(features: pl.DataFrame) -> pl.DataFrame:
 
 
 def _texts(
-    ev: pl.DataFrame, event_type: str | None, k: int, chars: int, prefix: str
-) -> pl.DataFrame:
+    ev: pl.LazyFrame, event_type: str | None, k: int, chars: int, prefix: str
+) -> pl.LazyFrame:
     """Quote the customer's most recent texts (masked), newest first."""
     if k == 0:
-        return pl.DataFrame(schema={"user_id": pl.String, "piece": pl.String})
+        return _no_piece()
     is_search = pl.col("event_type") == "search"
     keep = is_search if event_type == "search" else ~is_search
     texts = ev.filter(

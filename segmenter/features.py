@@ -64,6 +64,7 @@ def behaviour(
     *,
     as_of: datetime | None = None,
     channels: Sequence[str] = (),
+    median_gap: float | None = None,
 ) -> pl.DataFrame:
     """Compute behaviour features per customer.
 
@@ -75,6 +76,10 @@ def behaviour(
         Reference date for recency and tenure; defaults to the last event.
     channels : sequence of str
         Channels that get a ``share_channel_<name>`` column (fixed at fit time).
+    median_gap : float, optional
+        Usual days between orders, the floor of ``interpurchase_days`` for customers without a
+        repeat order; default: the median over these customers' repeat buyers. Pass the
+        training value (:func:`repeat_gap`) when computing features of new customers.
 
     Returns
     -------
@@ -158,10 +163,16 @@ def behaviour(
     )
     columns = list(BASE_FEATURES) + [channel_column(c) for c in channels]
     out = features.select("user_id", *[pl.col(c).cast(pl.Float64) for c in columns])
-    median_gap = float(out["interpurchase_days"].median() or 0.0)  # type: ignore[arg-type]
+    gap = repeat_gap(out) if median_gap is None else median_gap
     out = out.with_columns(
         # no repeat purchase yet: at least as long as they have been around, or the usual gap
-        pl.col("interpurchase_days").fill_null(pl.col("tenure_days").clip(median_gap)),
+        pl.col("interpurchase_days").fill_null(pl.col("tenure_days").clip(gap)),
         pl.col("mean_rating").fill_null(0.0),
     )
     return out.fill_null(0.0).fill_nan(0.0).sort("user_id")
+
+
+def repeat_gap(features: pl.DataFrame) -> float:
+    """Median days between orders over the repeat buyers of ``features`` (0 without any)."""
+    repeat = features.filter(pl.col("frequency") > 1)["interpurchase_days"]
+    return float(repeat.median() or 0.0)  # type: ignore[arg-type]

@@ -88,6 +88,7 @@ def atomic_dir(path: str | os.PathLike[str], *, force: bool = False) -> Iterator
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a run folder is not
         if target.exists():
             if not force and any(target.iterdir()):
                 raise FileExistsError(str(target))

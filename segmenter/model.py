@@ -33,7 +33,7 @@ from segmenter.embed import (
     folder_identity,
 )
 from segmenter.errors import SegmenterError
-from segmenter.features import behaviour, top_channels
+from segmenter.features import behaviour, repeat_gap, top_channels
 from segmenter.fuse import FeatureScaler, block_weight, fuse
 from segmenter.quality import clustering_quality
 from segmenter.reduce import Reducer
@@ -94,7 +94,9 @@ class Segmenter:
         return self.encoder
 
     def _features(self, data: EventData, as_of: datetime) -> pl.DataFrame:
-        return behaviour(data.events, as_of=as_of, channels=self.channels_)
+        return behaviour(
+            data.events, as_of=as_of, channels=self.channels_, median_gap=self.median_gap_
+        )
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, data: EventData) -> Segmenter:
@@ -114,7 +116,9 @@ class Segmenter:
         with self._stage("features"):
             self.as_of_: datetime = data.events["timestamp"].max()  # type: ignore[assignment]
             self.channels_ = top_channels(data.events)
+            self.median_gap_: float | None = None
             features = self._features(data, self.as_of_)
+            self.median_gap_ = repeat_gap(features)
         with self._stage("documents"):
             self.builder_ = DocumentBuilder(max_tokens=cfg.max_tokens).fit(
                 data.events, features, data.users
@@ -273,6 +277,7 @@ class Segmenter:
             "config": self.config_.to_dict(),
             "as_of": self.as_of_.isoformat(),
             "channels": self.channels_,
+            "median_gap": self.median_gap_,
             "documents": self.builder_.state(),
             "scaler": {
                 "columns": list(self.scaler_.columns),
@@ -313,6 +318,7 @@ class Segmenter:
         self.config_ = config
         self.as_of_ = datetime.fromisoformat(state["as_of"])
         self.channels_ = state["channels"]
+        self.median_gap_ = state.get("median_gap")  # absent in older model folders
         self.builder_ = DocumentBuilder.from_state(state["documents"])
         sc = state["scaler"]
         self.scaler_ = FeatureScaler(sc["columns"], clip=sc["clip"])

@@ -1,6 +1,6 @@
 """Supervised customer classification: training, prediction, persistence and every error path.
 
-One tiny CLI training run with the real packaged encoder (session fixture) serves the
+One tiny CLI training run with the real packaged encoder (module fixture) serves the
 end-to-end tests; the library tests fit on a handful of short texts for a few steps.
 """
 
@@ -9,11 +9,13 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,8 +45,21 @@ def _customers(n: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     return events, labels
 
 
-@pytest.fixture(scope="session")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread in this module, then restore the setting.
+
+    On a 2-core machine shared with other processes, small forward passes on two OpenMP
+    threads were measured 25x slower than on one (each waits for a descheduled partner).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy(one_torch_thread: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("classify")
     events, labels = _customers(300, seed=1)
     events.write_parquet(root / "events.parquet")
@@ -56,7 +71,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "events": root / "events.parquet", "labels": root / "labels.csv"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained(toy: dict[str, Path]) -> Path:
     out = toy["root"] / "model"
     code = cli(

@@ -104,6 +104,27 @@ def test_save_load_reassigns_training_customers(
     assert (again["segment_name"] == fitted.assignments_["segment_name"]).mean() >= 0.99
 
 
+def test_one_customer_at_a_time_lands_where_the_batch_put_it(
+    fitted: Segmenter, planted: dict
+) -> None:
+    """The latency path (one customer per call) agrees with placing the whole base at once."""
+    users = fitted.assignments_["user_id"].head(16).to_list()
+    alone = pl.concat(
+        [
+            fitted.predict(
+                load_events(
+                    planted["events"].filter(pl.col("user_id") == u),
+                    users=planted["users"].filter(pl.col("user_id") == u),
+                )
+            )
+            for u in users
+        ]
+    )
+    batch = fitted.assignments_.head(16)
+    assert alone["user_id"].to_list() == users
+    assert (alone["segment"] == batch["segment"]).mean() >= 15 / 16
+
+
 def _renamed(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns((pl.lit("N") + pl.col("user_id")).alias("user_id"))
 

@@ -6,9 +6,18 @@ from datetime import datetime
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
-from segmenter.data import load_events
-from segmenter.features import BASE_FEATURES, RFM, SKEWED, behaviour, channel_column, top_channels
+from segmenter.data import EventData, load_events
+from segmenter.features import (
+    BASE_FEATURES,
+    RFM,
+    SKEWED,
+    behaviour,
+    channel_column,
+    repeat_gap,
+    top_channels,
+)
 
 AS_OF = datetime(2024, 1, 31)  # 2024-01-01 was a Monday
 HOUR = 1 / 24
@@ -201,3 +210,25 @@ def test_synthetic_customers(small_tables: dict[str, pl.DataFrame], small_featur
     )
     joined = small_features.join(orders, on="user_id")
     assert (joined["frequency"] == joined["expected"]).all()
+
+
+def test_one_customer_alone_gets_the_same_features_as_in_the_whole_base(
+    small_data: EventData, small_features: pl.DataFrame
+) -> None:
+    """Placing one new customer must not depend on who else is in the frame."""
+    events = small_data.events
+    as_of = events["timestamp"].max()
+    gap = repeat_gap(small_features)
+    assert gap > 0
+    one_timers = small_features.filter(pl.col("frequency") <= 1)["user_id"].head(3).to_list()
+    repeaters = small_features.filter(pl.col("frequency") > 1)["user_id"].head(2).to_list()
+    assert one_timers and repeaters
+    for user in one_timers + repeaters:
+        alone = behaviour(events.filter(pl.col("user_id") == user), as_of=as_of, median_gap=gap)
+        expected = small_features.filter(pl.col("user_id") == user)
+        assert_frame_equal(alone, expected, rel_tol=1e-12)
+    # without the base's gap a one-time buyer's floor would be its own tenure only
+    user = one_timers[0]
+    alone = behaviour(events.filter(pl.col("user_id") == user), as_of=as_of)
+    tenure = alone["tenure_days"].item()
+    assert alone["interpurchase_days"].item() == pytest.approx(tenure)

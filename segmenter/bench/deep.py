@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,13 @@ def _kmeans(emb: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def banking_deep(
-    path: Path, *, texts_limit: int | None, steps: int, seed: int, batch_size: int = 32
+    path: Path,
+    *,
+    texts_limit: int | None,
+    steps: int,
+    seed: int,
+    batch_size: int = 32,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Frozen encoder + k-means vs the deep head on Banking77 test texts."""
     frame = read_banking77(path, texts_limit, seed)
@@ -52,6 +59,7 @@ def banking_deep(
         update_interval=max(1, steps // 6),
         eval_size=len(texts),
         seed=seed,
+        **(options or {}),
     )
     train_start = time.perf_counter()
     head = DeepClusterer(cfg, progress=False).fit(encoder.st, texts, frozen, callback=curve)
@@ -69,7 +77,7 @@ def banking_deep(
         "best_step": head.best_step_,
         "collapse_guard_triggered": head.collapsed_,
         "curve": [{"step": 0, "acc": frozen_scores["acc"]}, *head.history_],
-        "config": {"steps": steps, "batch_size": batch_size, "objective": cfg.objective},
+        "config": asdict(cfg),
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from segmenter.embed import SentenceTransformerEncoder, embed_documents
 
@@ -46,7 +47,11 @@ def gradient_boosting(
 ) -> np.ndarray:
     """Class-balanced HistGradientBoosting; probabilities of shape (n_test, n_classes)."""
     model = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
-    return full_proba(model.fit(x_train, y_train), x_test, n_classes)
+    # one OpenMP thread: in a process that has just run torch, multi-threaded boosting was
+    # measured 40x slower on a 2-core machine (OpenMP workers competing for the cores)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model.fit(x_train, y_train)
+    return full_proba(model, x_test, n_classes)
 
 
 def full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from segmenter.data import _normalize_id, read_table
+from segmenter.data import normalize_id, read_table
 from segmenter.errors import SegmenterError, preview
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def clean_labels(frame: pl.DataFrame, *, label_column: str, source: str) -> pl.D
         raise SegmenterError(f"{source} is empty: 0 rows; expected one row per labelled user")
     _require_columns(frame, ("user_id", label_column), source)
     out = frame.select(
-        _normalize_id(frame["user_id"]).alias("user_id"),
+        normalize_id(frame["user_id"]).alias("user_id"),
         frame[label_column].cast(pl.String).str.strip_chars().alias("label"),
     )
     for column in ("user_id", "label"):

@@ -51,6 +51,8 @@ class DeepConfig:
     alpha: float = 1.0
     eta: float = 5.0
     temperature: float = 0.5
+    positives: str = "views"
+    neighbors: int = 10
     update_interval: int = 20
     tol: float = 0.005
     patience: int = 2
@@ -72,6 +74,12 @@ class DeepConfig:
         for name in ("lr", "head_lr", "alpha", "temperature"):
             if not getattr(self, name) > 0:
                 raise SegmenterError(f"deep {name}={getattr(self, name)} should be > 0")
+        if self.positives not in ("views", "neighbors"):
+            raise SegmenterError(
+                f"deep positives '{self.positives}' is not one of ['views', 'neighbors']"
+            )
+        if self.neighbors < 1:
+            raise SegmenterError(f"deep neighbors={self.neighbors} should be >= 1")
         if self.objective not in ("kmeans", "dec"):
             raise SegmenterError(
                 f"deep objective '{self.objective}' is not one of ['kmeans', 'dec']"
@@ -273,10 +281,16 @@ class DeepClusterer:
         )
         running: list[tuple[float, float, float]] = []
         calm = 0
+        near = _neighbours(z0, cfg.neighbors) if cfg.positives == "neighbors" else None
         for step in bar:
             batch = rng.choice(len(texts), size=cfg.batch_size, replace=False)
+            partner = batch
+            if near is not None:
+                # CLNN (Zhang et al., ACL 2022): the positive is one of the anchor's nearest
+                # neighbours in the frozen space, which pulls whole neighbourhoods together
+                partner = near[batch, rng.integers(0, near.shape[1], size=len(batch))]
             view_a = [augment(texts[i], rng) for i in batch]
-            view_b = [augment(texts[i], rng) for i in batch]
+            view_b = [augment(texts[i], rng) for i in partner]
             model.train()
             with autocast:
                 za = self._forward(model, view_a, cfg)
@@ -370,6 +384,18 @@ class DeepClusterer:
             "collapse_guard_triggered": self.collapsed_,
             "history": self.history_,
         }
+
+
+def _neighbours(z: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` nearest other points of each row (cosine), shape (len(z), n)."""
+    import faiss
+
+    x = np.ascontiguousarray(z / np.linalg.norm(z, axis=1, keepdims=True), dtype=np.float32)
+    n = min(n, len(x) - 1)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    _, idx = index.search(x, n + 1)
+    return idx[:, 1:]
 
 
 def _autocast(device: Any) -> Any:
