@@ -52,6 +52,10 @@ DAYPARTS = {
     "share_evening": "evenings",
     "share_night": "late nights",
 }
+RETURN_WORDS = ("sometimes returns", "often returns")
+#: Batches of at most this many customers are built in plain Python (:mod:`segmenter.docsmall`):
+#: for a few customers the polars plan is nearly all per-operator overhead.
+SMALL_BATCH = 32
 
 
 def default_tokenizer_path() -> Path:
@@ -202,8 +206,17 @@ class DocumentBuilder:
         """
         if not hasattr(self, "edges_"):
             raise RuntimeError("DocumentBuilder is not fitted; call fit first")
-        # one lazy plan, collected once: a single customer (the latency path) pays for one
-        # query instead of one per piece
+        if features.height <= SMALL_BATCH:
+            from segmenter.docsmall import small_documents  # docsmall imports this module
+
+            return small_documents(self, events, features, users)
+        return self._transform_polars(events, features, users)
+
+    def _transform_polars(
+        self, events: pl.DataFrame, features: pl.DataFrame, users: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
+        """:meth:`transform` as one polars plan, whatever the number of customers."""
+        # one lazy plan, collected once (polars runs the independent pieces together)
         ev = _with_item_label(events.lazy())
         feats = features.lazy()
         parts = [
@@ -253,9 +266,7 @@ class DocumentBuilder:
         words.append(
             pl.when(ret <= 0)
             .then(pl.lit("never returns"))
-            .otherwise(
-                _bin_words(ret, self.edges_["return_rate"], ("sometimes returns", "often returns"))
-            )
+            .otherwise(_bin_words(ret, self.edges_["return_rate"], RETURN_WORDS))
         )
         return features.select(
             "user_id", (pl.concat_str(words, separator=", ") + pl.lit(".")).alias("piece")

@@ -243,8 +243,17 @@ class Segmenter:
         fused = fuse(emb, self.scaler_.transform(features), self.weight_)
         return features, documents, self.reducer_.transform(fused)
 
-    def predict(self, data: EventData) -> pl.DataFrame:
+    def predict(self, data: EventData, *, map_coords: bool = True) -> pl.DataFrame:
         """Place customers in the fitted segments.
+
+        Parameters
+        ----------
+        data : EventData
+            Events (and users) of the customers to place.
+        map_coords : bool
+            Project them onto the report's 2-D map; ``False`` skips that projection (a few
+            milliseconds per call, which matters when placing one customer at a time) and
+            leaves ``map_x``/``map_y`` NaN.
 
         Returns
         -------
@@ -254,7 +263,12 @@ class Segmenter:
         features, _, reduced = self.transform(data)
         labels, confidence, distance = self.clusterer_.predict(reduced)
         mapped = getattr(self.map_, "umap_", None) is not None
-        coords = self.map_.transform(reduced) if mapped else reduced[:, :2]
+        if not map_coords:
+            coords = np.full((len(reduced), 2), np.nan, dtype=np.float32)
+        elif mapped:
+            coords = self.map_.transform(reduced)
+        else:
+            coords = reduced[:, :2]
         return self._assignments(features["user_id"], labels, confidence, distance, coords)
 
     # -- persistence -------------------------------------------------------------------------

@@ -123,6 +123,14 @@ def test_one_customer_at_a_time_lands_where_the_batch_put_it(
     batch = fitted.assignments_.head(16)
     assert alone["user_id"].to_list() == users
     assert (alone["segment"] == batch["segment"]).mean() >= 15 / 16
+    assert alone["map_x"].is_finite().all()
+    one = pl.col("user_id") == users[0]
+    fast = fitted.predict(
+        load_events(planted["events"].filter(one), users=planted["users"].filter(one)),
+        map_coords=False,
+    )
+    assert fast["segment"].item() == alone["segment"][0]
+    assert fast["map_x"].is_nan().all() and fast["map_y"].is_nan().all()
 
 
 def _renamed(frame: pl.DataFrame) -> pl.DataFrame:

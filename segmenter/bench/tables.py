@@ -171,7 +171,15 @@ def render_latency(s: dict[str, Any] | None) -> list[str]:
         f"model fitted on {s['model_customers']:,} synthetic customers, {s['customers']} new "
         f"customers one at a time after warm-up: median **{f(s['median_ms'], 1)} ms**, "
         f"p95 {f(s['p95_ms'], 1)} ms (target median < {s['target_median_ms']:.0f} ms: "
-        f"{verdict}). Where the time goes (median ms per customer, dominant: "
+        f"{verdict}). "
+        + (
+            f"With `predict(..., map_coords=False)` (no 2-D map projection), timed alternately "
+            f"with the default on the same customers: median {f(s['median_ms_no_map'], 1)} ms, "
+            f"p95 {f(s['p95_ms_no_map'], 1)} ms. "
+            if "median_ms_no_map" in s
+            else ""
+        )
+        + f"Where the time goes (median ms per customer, dominant: "
         f"{s['dominant_stage']}):",
         "",
     ]

@@ -52,6 +52,7 @@ class DeepConfig:
     eta: float = 5.0
     temperature: float = 0.5
     positives: str = "views"
+    refresh: bool = False
     neighbors: int = 10
     update_interval: int = 20
     tol: float = 0.005
@@ -141,6 +142,21 @@ def nt_xent(a: Any, b: Any, temperature: float) -> Any:
     return F.cross_entropy(sim, targets)
 
 
+def lloyd(
+    z: np.ndarray, centres: np.ndarray, labels: np.ndarray, iterations: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """A few k-means (Lloyd) steps from ``labels``; an emptied segment keeps its centre."""
+    centres = centres.copy()
+    for _ in range(iterations):
+        for j in range(len(centres)):
+            members = labels == j
+            if members.any():
+                centres[j] = z[members].mean(axis=0)
+        d2 = (centres**2).sum(axis=1)[None, :] - 2.0 * z @ centres.T  # + |z|^2, same argmin
+        labels = d2.argmin(axis=1)
+    return centres.astype(np.float32), labels
+
+
 def health(labels: np.ndarray, k: int) -> tuple[float, float]:
     """(smallest segment share x k, normalized entropy of the segment sizes); 1 = balanced."""
     share = np.bincount(labels, minlength=k) / max(len(labels), 1)
@@ -210,13 +226,15 @@ class DeepClusterer:
         labels: np.ndarray,
         *,
         base_identity: str = "",
-        callback: Callable[[int, np.ndarray, np.ndarray], dict[str, float]] | None = None,
+        callback: Callable[[int, np.ndarray, np.ndarray, np.ndarray], dict[str, float]]
+        | None = None,
     ) -> DeepClusterer:
         """Train a copy of ``st`` (a SentenceTransformer) starting from segments ``labels``.
 
-        ``callback(step, eval_index, assignments)``, if given, is called at every check with
-        the evaluation sample's positions in ``texts`` (outliers, label -1, removed first) and
-        their current segments; what it returns is added to that step's history record.
+        ``callback(step, eval_index, assignments, embeddings)``, if given, is called at every
+        check with the evaluation sample's positions in ``texts`` (outliers, label -1, removed
+        first), their current segments and their current pooled embeddings; what it returns is
+        added to that step's history record.
         """
         import torch
         from tqdm.auto import tqdm
@@ -310,6 +328,11 @@ class DeepClusterer:
             with torch.no_grad():
                 q_eval = soft_assign(torch.as_tensor(z_eval, device=device), head, cfg.alpha)
             now = q_eval.argmax(dim=1).cpu().numpy()
+            if cfg.refresh:
+                # refresh the targets: centres follow the encoder instead of anchoring the
+                # clustering loss to the frozen segments' mistakes
+                centres, now = lloyd(z_eval, head.detach().cpu().numpy(), now)
+                head.data.copy_(torch.as_tensor(centres, device=device))
             changed = float((now != prev).mean())
             min_share, entropy = health(now, k)
             healthy = min_share >= cfg.min_share * share0 and entropy >= cfg.min_entropy * entropy0
@@ -322,7 +345,7 @@ class DeepClusterer:
                 "seconds": round(time.perf_counter() - started, 2),
             }  # fmt: skip
             if callback is not None:
-                record.update(callback(step, eval_idx, now))
+                record.update(callback(step, eval_idx, now, z_eval))
             self.history_.append(record)
             logger.info("deep step %d: loss %.4f changed %.3f min share %.2f entropy %.2f",
                         step, mean[0], changed, min_share, entropy)  # fmt: skip
