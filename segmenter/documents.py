@@ -170,6 +170,7 @@ class DocumentBuilder:
         for name in ("n_items", "n_categories", "n_texts", "text_chars"):
             if getattr(self, name) < 0:
                 raise SegmenterError(f"{name}={getattr(self, name)} should be >= 0")
+        self.__dict__.pop("_idf_frames", None)  # built from the previous fit's idf_
         self.edges_: dict[str, list[float]] = {}
         for column, words in VALUE_WORDS.items():
             self.edges_[column] = _quantile_edges(features[column], len(words))
@@ -305,7 +306,10 @@ class DocumentBuilder:
             label = (
                 label
                 + pl.lit(" (")
-                + (pl.col("share") * 100).round(0).cast(pl.Int64).cast(pl.String)
+                + (pl.col("share") * 100)
+                .round(0, mode="half_to_even")
+                .cast(pl.Int64)
+                .cast(pl.String)
                 + pl.lit("%)")
             )
         return scored.group_by("user_id", maintain_order=True).agg(
@@ -439,7 +443,7 @@ def _ratings(features: pl.LazyFrame) -> pl.LazyFrame:
         "user_id",
         (
             pl.lit("Rates ")
-            + pl.col("mean_rating").round(1).cast(pl.String)
+            + pl.col("mean_rating").round(1, mode="half_to_even").cast(pl.String)
             + pl.lit(" on average.")
         ).alias("piece"),
     )

@@ -332,7 +332,13 @@ class Segmenter:
         self.config_ = config
         self.as_of_ = datetime.fromisoformat(state["as_of"])
         self.channels_ = state["channels"]
-        self.median_gap_ = state.get("median_gap")  # absent in older model folders
+        self.median_gap_ = state.get("median_gap")
+        if self.median_gap_ is None:
+            logger.warning(
+                "model %s predates the saved repeat-order gap: customers without a repeat "
+                "order get the gap of the customers being placed; re-fit to fix",
+                folder,
+            )
         self.builder_ = DocumentBuilder.from_state(state["documents"])
         sc = state["scaler"]
         self.scaler_ = FeatureScaler(sc["columns"], clip=sc["clip"])

@@ -225,6 +225,11 @@ def test_neighbours_are_the_nearest_other_points() -> None:
     assert (near != np.arange(40)[:, None]).all()  # never the point itself
     assert (near // 10 == np.arange(40)[:, None] // 10).all()  # same blob
     assert _neighbours(z[:3].astype(np.float32), 10).shape == (3, 2)
+    # identical documents tie with the point itself: it must still never be its own neighbour
+    twins = np.repeat(rng.normal(size=(5, 8)), 6, axis=0).astype(np.float32)
+    near = _neighbours(twins, 3)
+    assert (near != np.arange(30)[:, None]).all()
+    assert (near // 6 == np.arange(30)[:, None] // 6).all()
 
 
 def test_lloyd_moves_centres_to_their_members_and_keeps_empty_ones() -> None:

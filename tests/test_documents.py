@@ -352,3 +352,22 @@ def test_any_valid_events_give_one_document_and_feature_row_per_user(
     assert docs["document"].null_count() == 0
     assert (docs["document"].str.len_chars() > 0).all()
     assert builder.budget_.count(docs["document"].to_list()).max() <= 48
+
+
+def test_refit_replaces_everything_the_first_fit_learned(
+    small_data: EventData, small_features: pl.DataFrame
+) -> None:
+    """Fit on some customers, build a large batch, fit again: the small-batch (Python) and
+    large-batch (polars) paths must both use the second fit."""
+    events, users = small_data.events, small_data.users
+    few = small_features.head(100)
+    builder = DocumentBuilder().fit(
+        events.filter(pl.col("user_id").is_in(few["user_id"].implode())), few, users
+    )
+    builder.transform(events, small_features.head(40), users)  # a polars-path batch
+    builder.fit(events, small_features, users)
+    fresh = DocumentBuilder().fit(events, small_features, users)
+    some = small_features.slice(200, 3)
+    assert builder.transform(events, some, users).equals(fresh.transform(events, some, users))
+    big = small_features.slice(200, 40)
+    assert builder.transform(events, big, users).equals(fresh.transform(events, big, users))

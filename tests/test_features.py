@@ -220,15 +220,21 @@ def test_one_customer_alone_gets_the_same_features_as_in_the_whole_base(
     as_of = events["timestamp"].max()
     gap = repeat_gap(small_features)
     assert gap > 0
-    one_timers = small_features.filter(pl.col("frequency") <= 1)["user_id"].head(3).to_list()
-    repeaters = small_features.filter(pl.col("frequency") > 1)["user_id"].head(2).to_list()
-    assert one_timers and repeaters
-    for user in one_timers + repeaters:
+    one_time = pl.col("frequency") <= 1
+    # one-time buyers newer than the usual gap: the gap is their floor, so it must be the base's
+    short = small_features.filter(one_time & (pl.col("tenure_days") < gap))["user_id"]
+    long = small_features.filter(one_time & (pl.col("tenure_days") > gap))["user_id"]
+    repeaters = small_features.filter(~one_time)["user_id"]
+    assert short.len() and long.len() and repeaters.len()
+    for user in [*short.head(3), *long.head(2), *repeaters.head(2)]:
         alone = behaviour(events.filter(pl.col("user_id") == user), as_of=as_of, median_gap=gap)
         expected = small_features.filter(pl.col("user_id") == user)
         assert_frame_equal(alone, expected, rel_tol=1e-12)
-    # without the base's gap a one-time buyer's floor would be its own tenure only
-    user = one_timers[0]
+    user = short[0]
+    with_gap = behaviour(events.filter(pl.col("user_id") == user), as_of=as_of, median_gap=gap)
+    assert with_gap["interpurchase_days"].item() == pytest.approx(gap)
+    # without the base's gap the customer's own (absent) gap is used: the floor is its tenure
     alone = behaviour(events.filter(pl.col("user_id") == user), as_of=as_of)
     tenure = alone["tenure_days"].item()
+    assert tenure < gap
     assert alone["interpurchase_days"].item() == pytest.approx(tenure)

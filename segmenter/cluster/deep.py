@@ -211,7 +211,7 @@ class FinetunedEncoder:
 
 
 class DeepClusterer:
-    """Fine-tune a sentence-transformers encoder with the SCCL objective.
+    """Fine-tune a sentence-transformers encoder with a clustering and a contrastive term.
 
     Parameters
     ----------
@@ -437,7 +437,11 @@ def _neighbours(z: np.ndarray, n: int) -> np.ndarray:
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     _, idx = index.search(x, n + 1)
-    return idx[:, 1:]
+    # a point is not always its own first hit (identical documents tie): drop it wherever it
+    # is, or the farthest hit when it is absent
+    own = idx == np.arange(len(x))[:, None]
+    own[~own.any(axis=1), -1] = True
+    return idx[~own].reshape(len(x), n)
 
 
 def _autocast(device: Any) -> Any:
