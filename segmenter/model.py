@@ -137,7 +137,7 @@ class Segmenter:
 
                 self.encoder, self.deep_report_ = refine_encoder(
                     encoder, documents["document"].to_list(), labels, dict(cfg.deep_options),
-                    seed=cfg.seed, progress=self.progress,
+                    seed=cfg.seed, space=reduced, progress=self.progress,
                 )  # fmt: skip
             with self._stage("embed"):
                 emb, _ = embed_documents(self.encoder, documents["document"].to_list(), self.cache)

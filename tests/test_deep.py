@@ -225,6 +225,10 @@ def test_neighbours_are_the_nearest_other_points() -> None:
     assert (near != np.arange(40)[:, None]).all()  # never the point itself
     assert (near // 10 == np.arange(40)[:, None] // 10).all()  # same blob
     assert _neighbours(z[:3].astype(np.float32), 10).shape == (3, 2)
+    # Euclidean (the pipeline's segment space) and cosine (text embeddings) differ
+    pts = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    assert _neighbours(pts, 1)[0, 0] == 1
+    assert _neighbours(pts, 1, cosine=False)[0, 0] == 2
     # identical documents tie with the point itself: it must still never be its own neighbour
     twins = np.repeat(rng.normal(size=(5, 8)), 6, axis=0).astype(np.float32)
     near = _neighbours(twins, 3)

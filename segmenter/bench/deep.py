@@ -100,6 +100,17 @@ def banking_deep(
     }
 
 
+def _head_summary(model: Segmenter) -> dict[str, Any]:
+    """Best step and collapse guard of a deep model's training (nothing for a frozen one)."""
+    report = getattr(model, "deep_report_", None)
+    if report is None:
+        return {}
+    return {
+        "deep_best_step": report["best_step"],
+        "deep_collapse_guard_triggered": report["collapse_guard_triggered"],
+    }
+
+
 def planted_deep(
     *, customers: int, steps: int, seed: int, cache: EmbeddingCache | None = None
 ) -> dict[str, Any]:
@@ -113,6 +124,7 @@ def planted_deep(
     ):
         model = Segmenter(config, cache=cache, progress=False).fit(data)
         out[name] = recovery(labels, model.assignments_["segment"].to_numpy())
+        out.update(_head_summary(model))
         out[f"{name}_seconds"] = round(sum(model.timings_.values()), 1)
     return out
 
@@ -139,6 +151,7 @@ def retail_deep(
         model = Segmenter(config, cache=cache, progress=False).fit(split.calibration)
         labels = _aligned(model, split, model.assignments_["segment"].to_numpy())
         out[name] = evaluate(split, labels)
+        out.update(_head_summary(model))
     return out
 
 

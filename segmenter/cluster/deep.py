@@ -12,8 +12,10 @@ Clustering term, DEC/DCN family:
 
 Instance term, NT-Xent between two augmented views (phrase and word dropout) of
 
-- ``neighbors`` (default): each document and one of its nearest neighbours in the frozen
-  embedding space (CLNN, Zhang et al., ACL 2022), which pulls whole neighbourhoods together;
+- ``neighbors`` (default): each document and one of its nearest neighbours (CLNN, Zhang et
+  al., ACL 2022), which pulls whole neighbourhoods together; neighbours in the frozen text
+  embedding, or in the space the pipeline found its segments in (text + behaviour features),
+  so that fine-tuning does not trade the value features away for taste;
 - ``views``: the document itself (SCCL, Zhang et al., NAACL 2021).
 
 On Banking77 the neighbour positives are what gains accuracy (two views of the same text
@@ -241,10 +243,15 @@ class DeepClusterer:
         labels: np.ndarray,
         *,
         base_identity: str = "",
+        space: np.ndarray | None = None,
         callback: Callable[[int, np.ndarray, np.ndarray, np.ndarray], dict[str, float]]
         | None = None,
     ) -> DeepClusterer:
         """Train a copy of ``st`` (a SentenceTransformer) starting from segments ``labels``.
+
+        ``space``, one row per text, is where the nearest neighbours are looked up (Euclidean;
+        default: the frozen text embedding, cosine); the pipeline passes the space its
+        segments were found in, so that neighbours also agree on the behaviour features.
 
         ``callback(step, eval_index, assignments, embeddings)``, if given, is called at every
         check with the evaluation sample's positions in ``texts`` (outliers, label -1, removed
@@ -259,6 +266,8 @@ class DeepClusterer:
         keep = labels >= 0
         texts = [t for t, ok in zip(texts, keep, strict=True) if ok]
         labels = labels[keep]
+        if space is not None:
+            space = np.asarray(space, dtype=np.float32)[keep]
         k = int(labels.max()) + 1 if len(labels) else 0
         if k < 2 or len(texts) < cfg.batch_size:
             raise SegmenterError(
@@ -318,7 +327,11 @@ class DeepClusterer:
         if cfg.positives == "neighbors":
             # auto: a quarter of the average segment, so that most neighbours share the segment
             n_near = cfg.neighbors or int(np.clip(len(texts) // (4 * k), 1, 20))
-            near = _neighbours(z0, n_near)
+            near = (
+                _neighbours(z0, n_near)
+                if space is None
+                else _neighbours(space, n_near, cosine=False)
+            )
         for step in bar:
             batch = rng.choice(len(texts), size=cfg.batch_size, replace=False)
             partner = batch
@@ -428,13 +441,15 @@ class DeepClusterer:
         }
 
 
-def _neighbours(z: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` nearest other points of each row (cosine), shape (len(z), n)."""
+def _neighbours(z: np.ndarray, n: int, *, cosine: bool = True) -> np.ndarray:
+    """Indices of the ``n`` nearest other points of each row, shape (len(z), n)."""
     import faiss
 
-    x = np.ascontiguousarray(z / np.linalg.norm(z, axis=1, keepdims=True), dtype=np.float32)
+    x = np.ascontiguousarray(
+        z / np.linalg.norm(z, axis=1, keepdims=True) if cosine else z, dtype=np.float32
+    )
     n = min(n, len(x) - 1)
-    index = faiss.IndexFlatIP(x.shape[1])
+    index = faiss.IndexFlatIP(x.shape[1]) if cosine else faiss.IndexFlatL2(x.shape[1])
     index.add(x)
     _, idx = index.search(x, n + 1)
     # a point is not always its own first hit (identical documents tie): drop it wherever it
@@ -471,6 +486,7 @@ def refine_encoder(
     options: dict[str, Any],
     *,
     seed: int,
+    space: np.ndarray | None = None,
     progress: bool = True,
 ) -> tuple[FinetunedEncoder, dict[str, Any]]:
     """Fine-tune ``encoder`` (a SentenceTransformerEncoder) from the frozen segments ``labels``."""
@@ -485,6 +501,6 @@ def refine_encoder(
         raise SegmenterError(f"deep option '{unknown[0]}' is unknown; allowed: {sorted(known)}")
     config = DeepConfig(**{**options, "seed": options.get("seed", seed)})
     head = DeepClusterer(config, progress=progress).fit(
-        encoder.st, texts, labels, base_identity=encoder.identity
+        encoder.st, texts, labels, base_identity=encoder.identity, space=space
     )
     return head.encoder_, head.report()
