@@ -8,6 +8,7 @@ import sys
 import types
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -236,9 +237,10 @@ def test_hooks_skip_or_report_failures(ctx: BenchContext, monkeypatch: pytest.Mo
 
 
 # -- markdown --------------------------------------------------------------------------------
-def test_update_markdown_replaces_only_its_section(tmp_path: Path) -> None:
-    result = {
-        "suite": "quick",
+def _result(suite: str, sections: dict[str, Any]) -> dict[str, Any]:
+    """A minimal saved benchmark result, as the renderer reads it."""
+    return {
+        "suite": suite,
         "seed": 0,
         "started": "2026-01-01T00:00:00",
         "command": "python -m pipelines.benchmark",
@@ -251,8 +253,12 @@ def test_update_markdown_replaces_only_its_section(tmp_path: Path) -> None:
             "versions": {},
         },
         "seconds_total": 60.0,
-        "sections": {"retail": {"status": "skipped", "note": "skipped: missing"}},
+        "sections": sections,
     }
+
+
+def test_update_markdown_replaces_only_its_section(tmp_path: Path) -> None:
+    result = _result("quick", {"retail": {"status": "skipped", "note": "skipped: missing"}})
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\nHand-written intro.\n\n## Tail\n", encoding="utf-8")
     update_markdown(path, result)
@@ -316,22 +322,7 @@ def test_cli_bad_options_are_one_line_exit_2(
 
 
 def test_cli_from_json_rerenders(tmp_path: Path) -> None:
-    result = {
-        "suite": "full",
-        "seed": 0,
-        "started": "2026-01-01T00:00:00",
-        "command": "c",
-        "machine": {
-            "nproc": 2,
-            "cpu": "x",
-            "ram_gib": 8.0,
-            "gpu": None,
-            "load_average_1m_at_start": 0.5,
-            "versions": {},
-        },
-        "seconds_total": 600.0,
-        "sections": {},
-    }
+    result = _result("full", {})
     source, markdown = tmp_path / "r.json", tmp_path / "B.md"
     source.write_text(json.dumps(result), encoding="utf-8")
     argv = ["--from-json", str(source), "--markdown", str(markdown), "--quiet"]
