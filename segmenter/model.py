@@ -35,12 +35,16 @@ from segmenter.embed import (
 from segmenter.errors import SegmenterError
 from segmenter.features import behaviour, repeat_gap, top_channels
 from segmenter.fuse import FeatureScaler, block_weight, fuse
-from segmenter.quality import clustering_quality
+from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "segmenter.json"
+# reduced space, 2-D map, (segments, confidence, distance)
+Segmented = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]
+# what _segment fits: restored when the deep head's segments are not kept
+SEGMENT_STATE = ("weight_", "reducer_", "map_", "clusterer_", "k_curve_")
 
 
 class Segmenter:
@@ -130,18 +134,10 @@ class Segmenter:
                 encoder, documents["document"].to_list(), self.cache
             )
         self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
-        reduced, coords, (labels, confidence, distance) = self._segment(emb, features)
+        segmented = self._segment(emb, features)
         if cfg.deep:
-            with self._stage("deep"):
-                from segmenter.cluster.deep import refine_encoder
-
-                self.encoder, self.deep_report_ = refine_encoder(
-                    encoder, documents["document"].to_list(), labels, dict(cfg.deep_options),
-                    seed=cfg.seed, space=reduced, progress=self.progress,
-                )  # fmt: skip
-            with self._stage("embed"):
-                emb, _ = embed_documents(self.encoder, documents["document"].to_list(), self.cache)
-            reduced, coords, (labels, confidence, distance) = self._segment(emb, features)
+            segmented = self._deep(encoder, documents, features, segmented)
+        reduced, coords, (labels, confidence, distance) = segmented
         with self._stage("profile"):
             from segmenter.profile import name_segments
 
@@ -153,9 +149,44 @@ class Segmenter:
         )
         return self
 
-    def _segment(
-        self, emb: np.ndarray, features: pl.DataFrame
-    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _deep(
+        self, encoder: Encoder, documents: pl.DataFrame, features: pl.DataFrame, frozen: Segmented
+    ) -> Segmented:
+        """Fine-tune the encoder from the frozen segments and segment again; keep the frozen
+        encoder and segments when the new ones explain less of the behaviour features."""
+        from segmenter.cluster.deep import refine_encoder
+
+        cfg = self.config_
+        texts = documents["document"].to_list()
+        kept = {name: getattr(self, name) for name in SEGMENT_STATE}
+        with self._stage("deep"):
+            self.encoder, self.deep_report_ = refine_encoder(
+                encoder, texts, frozen[2][0], dict(cfg.deep_options),
+                seed=cfg.seed, space=frozen[0], progress=self.progress,
+            )  # fmt: skip
+        with self._stage("embed"):
+            emb, _ = embed_documents(self.encoder, texts, self.cache)
+        tuned = self._segment(emb, features)
+        scaled = self.scaler_.transform(features)
+        before = behaviour_separation(scaled, frozen[2][0])
+        after = behaviour_separation(scaled, tuned[2][0])
+        accepted = after >= self.deep_report_["config"]["keep_behaviour"] * before
+        self.deep_report_.update(
+            behaviour_separation={"frozen": before, "deep": after}, accepted=accepted
+        )
+        if accepted:
+            return tuned
+        logger.warning(
+            "deep clustering: the fine-tuned segments explain less of the behaviour features "
+            "(mean eta^2 %.3f against %.3f); keeping the frozen encoder and segments",
+            after, before,
+        )  # fmt: skip
+        self.encoder = encoder
+        for name, value in kept.items():
+            setattr(self, name, value)
+        return frozen
+
+    def _segment(self, emb: np.ndarray, features: pl.DataFrame) -> Segmented:
         """Fuse, reduce, draw the map and cluster; returns reduced, map coords, assignments."""
         cfg = self.config_
         with self._stage("fuse"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,11 @@ from sklearn.metrics import adjusted_rand_score
 from segmenter.cluster.deep import (
     DeepClusterer,
     DeepConfig,
+    _batch,
     _neighbours,
     augment,
+    batch_positives,
+    contrastive,
     health,
     lloyd,
     refine_encoder,
@@ -151,10 +155,13 @@ def test_deep_segmenter_saves_and_reloads_its_encoder(tmp_path: Path) -> None:
         pca_dims=8,
         max_tokens=64,
         deep=True,
-        deep_options={"steps": 4, "batch_size": 8, "update_interval": 2, "eval_size": 64},
-    )
+        deep_options={
+            "steps": 4, "batch_size": 8, "update_interval": 2, "eval_size": 64,
+            "keep_behaviour": 0.0,  # keep the fine-tuned encoder whatever 4 steps do
+        },
+    )  # fmt: skip
     model = Segmenter(cfg, progress=False).fit(data)
-    assert model.deep_report_["history"]
+    assert model.deep_report_["history"] and model.deep_report_["accepted"]
     model.save(tmp_path / "model")
     assert (tmp_path / "model" / "encoder" / "modules.json").is_file()
     loaded = Segmenter.load(tmp_path / "model", progress=False)
@@ -185,7 +192,9 @@ def test_deep_needs_a_sentence_transformer() -> None:
     [({"steps": 0}, "deep steps=0"), ({"batch_size": 2}, "deep batch_size=2"),
      ({"lr": 0.0}, "deep lr=0.0"), ({"min_share": 1.5}, "min_share and min_entropy"),
      ({"positives": "pairs"}, "deep positives 'pairs' is not one of"),
-     ({"neighbors": -1}, "deep neighbors=-1 should be >= 0")],
+     ({"neighbors": -1}, "deep neighbors=-1 should be >= 0"),
+     ({"group": 0}, "deep group=0 should be >= 1"),
+     ({"keep_behaviour": 1.5}, r"deep keep_behaviour=1.5 should be in \[0, 1\]")],
 )  # fmt: skip
 def test_bad_deep_config(changes: dict, match: str) -> None:
     with pytest.raises(SegmenterError, match=match):
@@ -243,3 +252,111 @@ def test_lloyd_moves_centres_to_their_members_and_keeps_empty_ones() -> None:
     assert labels.tolist() == [0, 0, 1, 1]
     assert np.allclose(centres[:2], [[0.0, 1.0], [10.0, 1.0]])
     assert np.allclose(centres[2], [100.0, 100.0])  # no member: unchanged
+
+
+def test_contrastive_on_pairs_is_simclr_nt_xent() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    a, b = torch.randn(8, 16), torch.randn(8, 16)
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    sim = (z @ z.t() / 0.1).fill_diagonal_(float("-inf"))
+    nt_xent = F.cross_entropy(sim, torch.cat([torch.arange(8, 16), torch.arange(0, 8)]))
+    pairs = np.tile(np.arange(8), 2)
+    got = contrastive(torch.cat([a, b]), batch_positives(pairs, pairs, None), 0.1)
+    assert torch.isclose(got, nt_xent)
+    # pulling positives together lowers it: the same batch with b = a is easier
+    assert contrastive(torch.cat([a, a]), batch_positives(pairs, pairs, None), 0.1) < got
+    # rows without positives are skipped, not NaN
+    lonely = batch_positives(np.arange(16), np.arange(16), None)
+    assert contrastive(torch.cat([a, b]), lonely, 0.1) == 0  # no positive at all
+    lonely[0, 1] = lonely[1, 0] = True
+    assert torch.isfinite(contrastive(torch.cat([a, b]), lonely, 0.1))
+
+
+def test_batches_group_anchors_with_distinct_neighbours() -> None:
+    near = np.array([[(i + d) % 40 for d in (1, 2, 3, 4)] for i in range(40)])
+    cfg = DeepConfig(batch_size=8, group=3)
+    ids, groups = _batch(40, near, cfg, np.random.default_rng(0))
+    assert len(ids) == len(groups) == 32
+    anchors = ids[:8]
+    assert len(set(anchors.tolist())) == 8
+    for j, anchor in enumerate(anchors):
+        partners = ids[8:][groups[8:] == j]
+        assert len(set(partners.tolist())) == 3 and set(partners) <= set(near[anchor])
+    positive = batch_positives(ids, groups, near)
+    assert (positive == positive.T).all()
+    assert positive[groups[:, None] == groups[None, :]].all()
+    # across groups: positives when the same document, or one lists the other as neighbour
+    i, j = np.nonzero(groups[:, None] != groups[None, :])
+    listed = np.array(
+        [ids[a] == ids[b] or ids[b] in near[ids[a]] or ids[a] in near[ids[b]]
+         for a, b in zip(i, j, strict=True)]
+    )  # fmt: skip
+    assert (positive[i, j] == listed).all()
+    # a group larger than the neighbour list takes the whole list; views: the anchor itself
+    ids, groups = _batch(40, near, DeepConfig(batch_size=8, group=9), np.random.default_rng(1))
+    assert len(ids) == 40
+    ids, groups = _batch(40, None, cfg, np.random.default_rng(1))
+    assert (ids[:8] == ids[8:]).all()
+
+
+def test_banking_benchmark_records_paired_seeds_curve_and_pipeline_path(tmp_path: Path) -> None:
+    from segmenter.bench.deep import KMEANS_SEEDS, banking_deep
+
+    texts, truth = noisy_topics(96, seed=3)
+    tsv = tmp_path / "intents.tsv"
+    rows = [f"{['sport', 'food', 'money'][t]}\t{x}" for x, t in zip(texts, truth, strict=True)]
+    tsv.write_text("label\ttext\n" + "\n".join(rows) + "\n")
+    result = banking_deep(
+        tsv, texts_limit=None, steps=4, seed=0, batch_size=8,
+        options={"update_interval": 2, "neighbors": 3},
+    )  # fmt: skip
+    assert result["texts"] == 96 and result["k"] == 3
+    assert all(len(v) == KMEANS_SEEDS for v in result["acc_per_kmeans_seed"].values())
+    gain = result["deep"]["acc"] - result["frozen"]["acc"]
+    assert result["acc_gain_points"] == pytest.approx(100 * gain, abs=0.01)
+    # three topics of ten words each: both embeddings find them well above chance
+    assert result["frozen"]["acc"] > 0.6 and result["deep"]["acc"] > 0.6
+    curve = result["curve"]
+    assert [c["step"] for c in curve] == [0, 2, 4]
+    assert all(0 <= c["neighbour_purity"] <= 1 for c in curve)
+    assert curve[0]["neighbour_purity"] > 1 / 3  # nearest neighbours beat a random pick
+    path = result["pipeline_reduction"]
+    assert set(path) == {"frozen", "deep", "acc_gain_points"} and path["frozen"]["acc"] > 0.6
+
+
+def test_deep_segments_that_lose_the_behaviour_are_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import segmenter.cluster.deep as deep_module
+
+    class Scrambled:
+        """A 'fine-tuned' encoder whose documents fall in 4 tight groups unrelated to anything."""
+
+        finetuned = True
+        identity = "scrambled"
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            group = np.array([zlib.crc32(t.encode()) % 4 for t in texts])
+            out = np.zeros((len(texts), 8), np.float32)
+            out[np.arange(len(texts)), group] = 1.0
+            return out
+
+    def fake_refine(encoder: object, texts: list[str], *args: object, **kwargs: object) -> tuple:
+        return Scrambled(), {"history": [], "config": {"keep_behaviour": 0.99}}
+
+    monkeypatch.setattr(deep_module, "refine_encoder", fake_refine)
+    tables = generate(200, seed=5)
+    data = load_events(tables["events"], users=tables["users"])
+    cfg = SegmenterConfig(k=4, umap_dims=0, pca_dims=8, max_tokens=64, feature_weight=1.0)
+    frozen = Segmenter(cfg, progress=False).fit(data)
+    model = Segmenter(cfg.replace(deep=True), progress=False).fit(data)
+    report = model.deep_report_
+    assert report["accepted"] is False
+    separation = report["behaviour_separation"]
+    assert separation["deep"] < 0.5 * separation["frozen"]
+    assert (model.assignments_["segment"] == frozen.assignments_["segment"]).all()
+    assert model.encoder is not None and not getattr(model.encoder, "finetuned", False)
+    assert (model.predict(data)["segment"] == frozen.assignments_["segment"]).mean() >= 0.99

@@ -13,39 +13,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from segmenter.errors import SegmenterError
-
-
-def eta_squared(values: np.ndarray, labels: np.ndarray) -> float:
-    """Share of the variance of ``values`` explained by group membership.
-
-    Parameters
-    ----------
-    values : ndarray of shape (n,)
-        One number per customer.
-    labels : ndarray of shape (n,)
-        Group of each customer (any hashable integers; -1 is a group like any other).
-
-    Returns
-    -------
-    float
-        Between-group sum of squares divided by the total sum of squares, in [0, 1];
-        0 when ``values`` is constant.
-    """
-    y = np.asarray(values, dtype=np.float64)
-    g = np.asarray(labels)
-    if y.shape != g.shape or y.ndim != 1:
-        raise SegmenterError(
-            f"values of shape {y.shape} and labels of shape {g.shape} should be equal 1-D shapes"
-        )
-    if len(y) == 0:
-        raise SegmenterError("eta_squared needs at least one value; got 0")
-    total = float(((y - y.mean()) ** 2).sum())
-    if total <= 0:
-        return 0.0
-    _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse, weights=y) / counts
-    between = float((counts * (means - y.mean()) ** 2).sum())
-    return between / total
+from segmenter.quality import eta_squared as eta_squared  # re-exported: the metrics in one place
 
 
 def rank_eta_squared(values: np.ndarray, labels: np.ndarray) -> float:
