@@ -44,7 +44,7 @@ MODEL_FILE = "segmenter.json"
 # reduced space, 2-D map, (segments, confidence, distance)
 Segmented = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]
 # what _segment fits: restored when the deep head's segments are not kept
-SEGMENT_STATE = ("weight_", "reducer_", "map_", "clusterer_", "k_curve_")
+SEGMENT_STATE = ("weight_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
 
 
 class Segmenter:
@@ -129,6 +129,8 @@ class Segmenter:
             )
             documents = self.builder_.transform(data.events, features, data.users)
         with self._stage("embed"):
+            if getattr(self, "base_encoder_", None) is not None:
+                self.encoder = self.base_encoder_  # a refit after a deep fit starts from the base
             encoder = self._encoder()
             emb, self.embedding_stats_ = embed_documents(
                 encoder, documents["document"].to_list(), self.cache
@@ -159,32 +161,42 @@ class Segmenter:
         cfg = self.config_
         texts = documents["document"].to_list()
         kept = {name: getattr(self, name) for name in SEGMENT_STATE}
+        self.base_encoder_ = encoder  # a refit starts again from it, not from the fine-tuned one
         with self._stage("deep"):
-            self.encoder, self.deep_report_ = refine_encoder(
+            tuned_encoder, self.deep_report_ = refine_encoder(
                 encoder, texts, frozen[2][0], dict(cfg.deep_options),
                 seed=cfg.seed, space=frozen[0], progress=self.progress,
             )  # fmt: skip
-        with self._stage("embed"):
-            emb, _ = embed_documents(self.encoder, texts, self.cache)
-        tuned = self._segment(emb, features)
+        try:
+            with self._stage("embed"):
+                emb, _ = embed_documents(tuned_encoder, texts, self.cache)
+            tuned = self._segment(emb, features)
+        except BaseException:
+            self._restore(kept)
+            raise
         scaled = self.scaler_.transform(features)
         before = behaviour_separation(scaled, frozen[2][0])
         after = behaviour_separation(scaled, tuned[2][0])
+        # eta^2 can only grow with more groups: with k = auto or HDBSCAN a fine-tuned run that
+        # finds more segments passes more easily
         accepted = after >= self.deep_report_["config"]["keep_behaviour"] * before
         self.deep_report_.update(
             behaviour_separation={"frozen": before, "deep": after}, accepted=accepted
         )
         if accepted:
+            self.encoder = tuned_encoder
             return tuned
         logger.warning(
             "deep clustering: the fine-tuned segments explain less of the behaviour features "
             "(mean eta^2 %.3f against %.3f); keeping the frozen encoder and segments",
             after, before,
         )  # fmt: skip
-        self.encoder = encoder
-        for name, value in kept.items():
-            setattr(self, name, value)
+        self._restore(kept)
         return frozen
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def _segment(self, emb: np.ndarray, features: pl.DataFrame) -> Segmented:
         """Fuse, reduce, draw the map and cluster; returns reduced, map coords, assignments."""

@@ -16,6 +16,7 @@ from segmenter.cluster.deep import (
     _batch,
     _neighbours,
     augment,
+    auto_neighbours,
     batch_positives,
     contrastive,
     health,
@@ -28,6 +29,7 @@ from segmenter.data import load_events
 from segmenter.embed import SentenceTransformerEncoder
 from segmenter.errors import SegmenterError
 from segmenter.model import Segmenter
+from segmenter.quality import behaviour_separation, eta_squared
 from segmenter.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -298,6 +300,8 @@ def test_batches_group_anchors_with_distinct_neighbours() -> None:
     # a group larger than the neighbour list takes the whole list; views: the anchor itself
     ids, groups = _batch(40, near, DeepConfig(batch_size=8, group=9), np.random.default_rng(1))
     assert len(ids) == 40
+    for j, anchor in enumerate(ids[:8]):
+        assert sorted(ids[8:][groups[8:] == j]) == sorted(near[anchor])
     ids, groups = _batch(40, None, cfg, np.random.default_rng(1))
     assert (ids[:8] == ids[8:]).all()
 
@@ -328,7 +332,7 @@ def test_banking_benchmark_records_paired_seeds_curve_and_pipeline_path(tmp_path
 
 
 def test_deep_segments_that_lose_the_behaviour_are_not_kept(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import segmenter.cluster.deep as deep_module
 
@@ -344,19 +348,57 @@ def test_deep_segments_that_lose_the_behaviour_are_not_kept(
             out[np.arange(len(texts)), group] = 1.0
             return out
 
-    def fake_refine(encoder: object, texts: list[str], *args: object, **kwargs: object) -> tuple:
-        return Scrambled(), {"history": [], "config": {"keep_behaviour": 0.99}}
+        def save(self, path: str) -> None:
+            Path(path).mkdir()
+
+    started_from: list[object] = []
+
+    def fake_refine(encoder: object, texts: list[str], labels: np.ndarray, options: dict,
+                    **kwargs: object) -> tuple:  # fmt: skip
+        started_from.append(encoder)
+        return Scrambled(), {"history": [], "config": {"keep_behaviour": 0.99, **options}}
 
     monkeypatch.setattr(deep_module, "refine_encoder", fake_refine)
     tables = generate(200, seed=5)
     data = load_events(tables["events"], users=tables["users"])
-    cfg = SegmenterConfig(k=4, umap_dims=0, pca_dims=8, max_tokens=64, feature_weight=1.0)
+    cfg = SegmenterConfig(k="auto", umap_dims=0, pca_dims=8, max_tokens=64, feature_weight=1.0)
     frozen = Segmenter(cfg, progress=False).fit(data)
     model = Segmenter(cfg.replace(deep=True), progress=False).fit(data)
     report = model.deep_report_
     assert report["accepted"] is False
     separation = report["behaviour_separation"]
-    assert separation["deep"] < 0.5 * separation["frozen"]
+    assert separation["deep"] < 0.8 * separation["frozen"]
+    # everything is the frozen model's: segments, chosen k, encoder, what predict and save give
     assert (model.assignments_["segment"] == frozen.assignments_["segment"]).all()
+    assert model.k_ == frozen.k_ == len(model.clusterer_.cluster_centers_)
+    assert model.k_curve_ == frozen.k_curve_
     assert model.encoder is not None and not getattr(model.encoder, "finetuned", False)
-    assert (model.predict(data)["segment"] == frozen.assignments_["segment"]).mean() >= 0.99
+    assert (model.predict(data)["segment"] == frozen.predict(data)["segment"]).all()
+    model.save(tmp_path / "model")
+    assert not (tmp_path / "model" / "encoder").exists()
+    loaded = Segmenter.load(tmp_path / "model", progress=False)
+    assert loaded.k_ == frozen.k_
+    # accepted whatever it loses: the fine-tuned encoder is used, and a refit starts again
+    # from the base encoder, not from the fine-tuned one
+    lenient = cfg.replace(deep=True, deep_options={"keep_behaviour": 0.0})
+    model = Segmenter(lenient, progress=False).fit(data)
+    assert model.deep_report_["accepted"] and isinstance(model.encoder, Scrambled)
+    model.fit(data)
+    assert not isinstance(started_from[-1], Scrambled)
+    assert started_from[-1] is started_from[-2]
+
+
+def test_behaviour_separation_and_automatic_neighbour_count() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 50)
+    spend = labels * 3.0 + rng.normal(size=150)  # separated by the segments
+    noise = rng.normal(size=150)  # not at all
+    both = behaviour_separation(np.column_stack([spend, noise]), labels)
+    assert both == pytest.approx((eta_squared(spend, labels) + eta_squared(noise, labels)) / 2)
+    assert eta_squared(spend, labels) > 0.8 and eta_squared(noise, labels) < 0.1
+    assert behaviour_separation(np.column_stack([spend]), rng.permutation(labels)) < 0.1
+    assert behaviour_separation(np.zeros((150, 0)), labels) == 0.0
+    # the square root of the average segment size, within 1..20
+    assert [auto_neighbours(n, k) for n, k in ((3080, 77), (1000, 77), (10, 5), (10**6, 8))] == [
+        6, 4, 1, 20,
+    ]  # fmt: skip

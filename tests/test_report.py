@@ -260,3 +260,29 @@ def test_a_million_customers(tmp_path: Path) -> None:
     drawn = np.bincount(data["s"], minlength=len(ids))
     assert (drawn >= 1).all()  # every segment, the 3-customer one and the outliers included
     assert "Showing a stratified sample of" in page and "1,000,000" in page
+
+
+@pytest.mark.parametrize(
+    ("deep", "expected"),
+    [({"best_step": 40, "accepted": True, "collapse_guard_triggered": False,
+       "behaviour_separation": {"frozen": 0.573, "deep": 0.571}},
+      "fine-tuned encoder in use (best step 40; behaviour η² 0.571 against 0.573 frozen)"),
+     ({"best_step": 40, "accepted": False, "collapse_guard_triggered": True,
+       "behaviour_separation": {"frozen": 0.648, "deep": 0.616}},
+      "tried; the frozen encoder was kept: the fine-tuned segments explain less of the behaviour "
+      "features (behaviour η² 0.616 against 0.648 frozen); the collapse guard restored an "
+      "earlier step"),
+     ({"best_step": 0, "collapse_guard_triggered": False},  # a run folder from before the check
+      "fine-tuned encoder in use (best step 0)")],
+)  # fmt: skip
+def test_overview_says_what_the_deep_head_did(
+    run_dir: Path, tmp_path: Path, deep: dict, expected: str
+) -> None:
+    copy = tmp_path / "deep"
+    shutil.copytree(run_dir, copy)
+    meta = json.loads((copy / "run.json").read_text())
+    meta["deep"] = deep
+    (copy / "run.json").write_text(json.dumps(meta))
+    page = build_report(copy)
+    assert f'<dt>Deep head</dt><dd class="wrap-any">{html.escape(expected)}</dd>' in page
+    assert "Deep head" not in build_report(run_dir)

@@ -128,6 +128,7 @@ def _overview(meta: dict[str, Any], run: RunFolder, segments: list[dict[str, Any
         ("PCA → UMAP dims", f"{config.get('pca_dims')} → {config.get('umap_dims')}"),
         ("Seed", meta.get("seed", config.get("seed"))),
         ("Device", meta.get("device")),
+        ("Deep head", _deep(meta.get("deep"))),
     ]
     return {
         "tiles": tiles,
@@ -145,6 +146,27 @@ def _overview(meta: dict[str, Any], run: RunFolder, segments: list[dict[str, Any
             for s in segments
         ],
     }
+
+
+def _deep(report: Any) -> str | None:
+    """What the deep head did, in one line (None when it was not asked for)."""
+    if not isinstance(report, dict):
+        return None
+    separation = report.get("behaviour_separation") or {}
+    before, after = separation.get("frozen"), separation.get("deep")
+    scores = ""
+    if _number(before) and _number(after):
+        scores = f"behaviour η² {after:.3f} against {before:.3f} frozen"
+    guard = ""
+    if report.get("collapse_guard_triggered"):
+        guard = "; the collapse guard restored an earlier step"
+    if report.get("accepted") is False:
+        return (
+            "tried; the frozen encoder was kept: the fine-tuned segments explain less of the "
+            f"behaviour features ({scores}){guard}"
+        )
+    detail = "; ".join(x for x in (f"best step {report.get('best_step')}", scores) if x)
+    return f"fine-tuned encoder in use ({detail}){guard}"
 
 
 def _period(first: str, last: str) -> str:
