@@ -507,12 +507,8 @@ def _batch(
     if near is None:
         partners = anchors[:, None]
     else:
-        g = min(cfg.group, near.shape[1])
-        if g == 1:
-            partners = near[anchors, rng.integers(0, near.shape[1], size=len(anchors))][:, None]
-        else:
-            order = rng.permuted(np.tile(np.arange(near.shape[1]), (len(anchors), 1)), axis=1)
-            partners = near[anchors[:, None], order[:, :g]]
+        order = rng.permuted(np.tile(np.arange(near.shape[1]), (len(anchors), 1)), axis=1)
+        partners = near[anchors[:, None], order[:, : cfg.group]]
     ids = np.concatenate([anchors, partners.T.ravel()])
     groups = np.tile(np.arange(len(anchors)), partners.shape[1] + 1)
     return ids, groups
