@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -41,10 +41,18 @@ from segmenter.reduce import Reducer
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "segmenter.json"
-# reduced space, 2-D map, (segments, confidence, distance)
-Segmented = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]
 # what _segment fits: restored when the deep head's segments are not kept
 SEGMENT_STATE = ("weight_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
+
+
+class Segmented(NamedTuple):
+    """What one fuse -> reduce -> map -> cluster pass gives, one row per customer."""
+
+    reduced: np.ndarray
+    coords: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray
+    distance: np.ndarray
 
 
 class Segmenter:
@@ -136,10 +144,11 @@ class Segmenter:
                 encoder, documents["document"].to_list(), self.cache
             )
         self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
-        segmented = self._segment(emb, features)
+        scaled = self.scaler_.transform(features)
+        segmented = self._segment(emb, scaled)
         if cfg.deep:
-            segmented = self._deep(encoder, documents, features, segmented)
-        reduced, coords, (labels, confidence, distance) = segmented
+            segmented = self._deep(encoder, documents, scaled, segmented)
+        reduced, coords, labels, confidence, distance = segmented
         with self._stage("profile"):
             from segmenter.profile import name_segments
 
@@ -152,7 +161,7 @@ class Segmenter:
         return self
 
     def _deep(
-        self, encoder: Encoder, documents: pl.DataFrame, features: pl.DataFrame, frozen: Segmented
+        self, encoder: Encoder, documents: pl.DataFrame, scaled: np.ndarray, frozen: Segmented
     ) -> Segmented:
         """Fine-tune the encoder from the frozen segments and segment again; keep the frozen
         encoder and segments when the new ones explain less of the behaviour features."""
@@ -164,19 +173,18 @@ class Segmenter:
         self.base_encoder_ = encoder  # a refit starts again from it, not from the fine-tuned one
         with self._stage("deep"):
             tuned_encoder, self.deep_report_ = refine_encoder(
-                encoder, texts, frozen[2][0], dict(cfg.deep_options),
-                seed=cfg.seed, space=frozen[0], progress=self.progress,
+                encoder, texts, frozen.labels, dict(cfg.deep_options),
+                seed=cfg.seed, space=frozen.reduced, progress=self.progress,
             )  # fmt: skip
         try:
             with self._stage("embed"):
                 emb, _ = embed_documents(tuned_encoder, texts, self.cache)
-            tuned = self._segment(emb, features)
+            tuned = self._segment(emb, scaled)
         except BaseException:
             self._restore(kept)
             raise
-        scaled = self.scaler_.transform(features)
-        before = behaviour_separation(scaled, frozen[2][0])
-        after = behaviour_separation(scaled, tuned[2][0])
+        before = behaviour_separation(scaled, frozen.labels)
+        after = behaviour_separation(scaled, tuned.labels)
         # eta^2 can only grow with more groups: with k = auto or HDBSCAN a fine-tuned run that
         # finds more segments passes more easily
         accepted = after >= self.deep_report_["config"]["keep_behaviour"] * before
@@ -198,11 +206,10 @@ class Segmenter:
         for name, value in state.items():
             setattr(self, name, value)
 
-    def _segment(self, emb: np.ndarray, features: pl.DataFrame) -> Segmented:
-        """Fuse, reduce, draw the map and cluster; returns reduced, map coords, assignments."""
+    def _segment(self, emb: np.ndarray, scaled: np.ndarray) -> Segmented:
+        """Fuse with the scaled behaviour features, reduce, draw the map and cluster."""
         cfg = self.config_
         with self._stage("fuse"):
-            scaled = self.scaler_.transform(features)
             self.weight_ = block_weight(emb, len(cfg.fusion_features), cfg.feature_weight)
             fused = fuse(emb, scaled, self.weight_)
         with self._stage("reduce"):
@@ -222,7 +229,7 @@ class Segmenter:
             self.clusterer_ = self._cluster(reduced)
             _, confidence, distance = self.clusterer_.predict(reduced)
             labels = self.clusterer_.labels_
-        return reduced, coords, (labels, confidence, distance)
+        return Segmented(reduced, coords, labels, confidence, distance)
 
     def _reducer(self, umap_dims: int) -> Reducer:
         cfg = self.config_
