@@ -14,13 +14,13 @@ from segmenter.cluster.deep import (
     DeepClusterer,
     DeepConfig,
     _batch,
-    _neighbours,
     augment,
     auto_neighbours,
     batch_positives,
     contrastive,
     health,
     lloyd,
+    nearest_neighbours,
     refine_encoder,
     target_distribution,
 )
@@ -231,18 +231,18 @@ def test_neighbours_are_the_nearest_other_points() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 16)) * 5
     z = np.repeat(centres, 10, axis=0) + rng.normal(scale=0.1, size=(40, 16))
-    near = _neighbours(z.astype(np.float32), 3)
+    near = nearest_neighbours(z.astype(np.float32), 3)
     assert near.shape == (40, 3)
     assert (near != np.arange(40)[:, None]).all()  # never the point itself
     assert (near // 10 == np.arange(40)[:, None] // 10).all()  # same blob
-    assert _neighbours(z[:3].astype(np.float32), 10).shape == (3, 2)
+    assert nearest_neighbours(z[:3].astype(np.float32), 10).shape == (3, 2)
     # Euclidean (the pipeline's segment space) and cosine (text embeddings) differ
     pts = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0]], dtype=np.float32)
-    assert _neighbours(pts, 1)[0, 0] == 1
-    assert _neighbours(pts, 1, cosine=False)[0, 0] == 2
+    assert nearest_neighbours(pts, 1)[0, 0] == 1
+    assert nearest_neighbours(pts, 1, cosine=False)[0, 0] == 2
     # identical documents tie with the point itself: it must still never be its own neighbour
     twins = np.repeat(rng.normal(size=(5, 8)), 6, axis=0).astype(np.float32)
-    near = _neighbours(twins, 3)
+    near = nearest_neighbours(twins, 3)
     assert (near != np.arange(30)[:, None]).all()
     assert (near // 6 == np.arange(30)[:, None] // 6).all()
 
@@ -277,7 +277,7 @@ def test_contrastive_on_pairs_is_simclr_nt_xent() -> None:
     assert torch.isfinite(contrastive(torch.cat([a, b]), lonely, 0.1))
 
 
-def test_batches_group_anchors_with_distinct_neighbours() -> None:
+def test_batches_group_anchors_with_distinctnearest_neighbours() -> None:
     near = np.array([[(i + d) % 40 for d in (1, 2, 3, 4)] for i in range(40)])
     cfg = DeepConfig(batch_size=8, group=3)
     ids, groups = _batch(40, near, cfg, np.random.default_rng(0))
@@ -307,7 +307,7 @@ def test_batches_group_anchors_with_distinct_neighbours() -> None:
 
 
 def test_banking_benchmark_records_paired_seeds_curve_and_pipeline_path(tmp_path: Path) -> None:
-    from segmenter.bench.deep import KMEANS_SEEDS, banking_deep
+    from benchmarks.deep import KMEANS_SEEDS, banking_deep
 
     texts, truth = noisy_topics(96, seed=3)
     tsv = tmp_path / "intents.tsv"

@@ -364,9 +364,9 @@ class DeepClusterer:
         if cfg.positives == "neighbors":
             n_near = cfg.neighbors or auto_neighbours(len(texts), k)
             near = (
-                _neighbours(z0, n_near)
+                nearest_neighbours(z0, n_near)
                 if space is None
-                else _neighbours(space, n_near, cosine=False)
+                else nearest_neighbours(space, n_near, cosine=False)
             )
         for step in bar:
             ids, groups = _batch(len(texts), near, cfg, rng)
@@ -479,8 +479,22 @@ def auto_neighbours(n: int, k: int) -> int:
     return int(np.clip(round(math.sqrt(n / k)), 1, 20))
 
 
-def _neighbours(z: np.ndarray, n: int, *, cosine: bool = True) -> np.ndarray:
-    """Indices of the ``n`` nearest other points of each row, shape (len(z), n)."""
+def nearest_neighbours(z: np.ndarray, n: int, *, cosine: bool = True) -> np.ndarray:
+    """Indices of the ``n`` nearest other points of each row (exact search, faiss).
+
+    Parameters
+    ----------
+    z : ndarray of shape (n_points, dim)
+    n : int
+        Neighbours per point (at most ``n_points - 1``).
+    cosine : bool
+        Cosine similarity (rows normalized) rather than Euclidean distance.
+
+    Returns
+    -------
+    ndarray of shape (n_points, min(n, n_points - 1)), int
+        A point is never its own neighbour.
+    """
     import faiss
 
     x = np.ascontiguousarray(

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from segmenter.bench.metrics import hungarian_accuracy, recovery
-from segmenter.bench.recovery import BANKING_FILE, BANKING_K, planted_data, read_banking77
+from benchmarks.metrics import hungarian_accuracy, recovery
+from benchmarks.recovery import BANKING_FILE, BANKING_K, planted_data, read_banking77
 from segmenter.cluster import KMeansClusterer
-from segmenter.cluster.deep import DeepClusterer, DeepConfig, _neighbours
+from segmenter.cluster.deep import DeepClusterer, DeepConfig, nearest_neighbours
 from segmenter.config import SegmenterConfig
 from segmenter.embed import EmbeddingCache, SentenceTransformerEncoder
 from segmenter.model import Segmenter
@@ -109,7 +109,7 @@ def banking_deep(
 
 def _purity(emb: np.ndarray, truth: np.ndarray) -> float:
     """Why neighbour positives work: share of the nearest neighbours with the same intent."""
-    near = _neighbours(emb, PURITY_NEIGHBOURS)
+    near = nearest_neighbours(emb, PURITY_NEIGHBOURS)
     return float((truth[near] == truth[:, None]).mean())
 
 
@@ -162,9 +162,9 @@ def retail_deep(
     path: Path, *, steps: int, seed: int, cache: EmbeddingCache | None = None
 ) -> dict[str, Any]:
     """Online Retail value validity and taste lift at k = 8, frozen vs deep."""
-    from segmenter.bench.retail import (
+    from benchmarks.retail import (
         CUTOFF,
-        _aligned,
+        aligned,
         evaluate,
         load_online_retail,
         temporal_split,
@@ -178,7 +178,7 @@ def retail_deep(
         ("deep", base.replace(deep=True, deep_options={"steps": steps})),
     ):
         model = Segmenter(config, cache=cache, progress=False).fit(split.calibration)
-        labels = _aligned(model, split, model.assignments_["segment"].to_numpy())
+        labels = aligned(model, split, model.assignments_["segment"].to_numpy())
         out[name] = evaluate(split, labels)
         out.update(_head_summary(model))
     return out
