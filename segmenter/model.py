@@ -303,8 +303,9 @@ class Segmenter:
         features : polars.DataFrame
             One row per customer: user_id and the behaviour features.
         documents : polars.DataFrame
-            One row per customer: user_id and document.
-        reduced : ndarray of shape (n_users, umap_dims)
+            One row per customer, its text in the ``document`` column.
+        reduced : ndarray of shape (n_users, n_dims)
+            The space the segments live in.
         """
         timings: dict[str, float] = {}
         out = self._transform(data, timings)
