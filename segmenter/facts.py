@@ -138,13 +138,10 @@ def _tfidf(
         schema={key: pl.String, "idf": pl.Float64},
     )
     bought = ev.filter(pl.col(key).is_not_null() & (pl.col("event_type") != "return"))
-    counts = bought.group_by("user_id", key).agg(pl.len().alias("n"))
+    counts = _shares(bought.group_by("user_id", key).agg(pl.len().alias("n")))
     scored = (
         counts.join(idf, on=key, how="left")
-        .with_columns(
-            pl.col("idf").fill_null(recipe.max_idf_),
-            (pl.col("n") / pl.col("n").sum().over("user_id")).alias("share"),
-        )
+        .with_columns(pl.col("idf").fill_null(recipe.max_idf_))
         .with_columns((pl.col("n").sqrt() * pl.col("idf")).alias("score"))
         .sort(["user_id", "score", key], descending=[False, True, False])
         .group_by("user_id", maintain_order=True)
@@ -155,6 +152,19 @@ def _tfidf(
         percent = (pl.col("share") * 100).round(0, mode="half_to_even").cast(pl.Int64)
         aggs.append(percent.alias(shares))
     return scored.group_by("user_id", maintain_order=True).agg(aggs)
+
+
+def _shares(counts: pl.LazyFrame) -> pl.LazyFrame:
+    """``share``: ``n`` over the customer's total ``n``.
+
+    The total is joined rather than taken ``over("user_id")``: with a single customer polars
+    computes that division differently (23 / 40 gives 0.5750000000000001 instead of
+    0.575 - 1e-17), and a share of 57.5% would round the other way than in a batch.
+    """
+    totals = counts.group_by("user_id").agg(pl.col("n").sum().alias("_total"))
+    return counts.join(totals, on="user_id").with_columns(
+        (pl.col("n") / pl.col("_total")).alias("share")
+    )
 
 
 def _habits(features: pl.LazyFrame) -> pl.LazyFrame:
@@ -181,9 +191,9 @@ def _channels(ev: pl.LazyFrame) -> pl.LazyFrame:
         ev.filter(pl.col("channel").is_not_null())
         .group_by("user_id", "channel")
         .agg(pl.len().alias("n"))
-        .with_columns((pl.col("n") / pl.col("n").sum().over("user_id")).alias("s"))
-        .filter(pl.col("s") >= CHANNEL_SHARE)
-        .sort(["user_id", "s", "channel"], descending=[False, True, False])
+        .pipe(_shares)
+        .filter(pl.col("share") >= CHANNEL_SHARE)
+        .sort(["user_id", "share", "channel"], descending=[False, True, False])
         .group_by("user_id", maintain_order=True)
         .agg(pl.col("channel").str.to_lowercase().alias("channels"))
     )
