@@ -178,7 +178,7 @@ class DocumentRecipe:
         *,
         as_of: datetime | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Fit, and return the training customers' features and documents (see :meth:`transform`)."""
+        """Fit; the training customers' features and documents (as :meth:`transform`)."""
         features = self.fit_features(events, as_of=as_of)
         self.fit_documents(events, features, users)
         return features, self.documents(events, features, users)
@@ -248,9 +248,7 @@ class DocumentRecipe:
         self._check_fitted("as_of_")
         last: datetime | None = events["timestamp"].max()  # type: ignore[assignment]
         as_of = max(self.as_of_, last) if last is not None else self.as_of_
-        return behaviour(
-            events, as_of=as_of, channels=self.channels_, median_gap=self.median_gap_
-        )
+        return behaviour(events, as_of=as_of, channels=self.channels_, median_gap=self.median_gap_)
 
     def facts(
         self, events: pl.DataFrame, features: pl.DataFrame, users: pl.DataFrame | None = None
@@ -318,7 +316,9 @@ class DocumentRecipe:
     ) -> DocumentRecipe:
         """Rebuild from :meth:`state`, counting tokens with ``tokenizer_path``."""
         params = dict(state["params"])
-        self = cls(**{**params, "sections": tuple(params["sections"])}, tokenizer_path=tokenizer_path)
+        self = cls(
+            **{**params, "sections": tuple(params["sections"])}, tokenizer_path=tokenizer_path
+        )
         self.as_of_ = datetime.fromisoformat(state["as_of"])
         self.channels_ = list(state["channels"])
         self.median_gap_ = float(state["median_gap"])

@@ -169,7 +169,9 @@ def _value(recipe: FittedFacts, f: dict[str, float]) -> dict[str, int]:
     edges = recipe.edges_
     out = {c: _bin_index(f[c], edges[c]) for c in VALUE_WORDS}
     freq, ret = f["frequency"], f["return_rate"]
-    out["frequency"] = 0 if freq <= 0 else 1 if freq <= 1 else 2 + _bin_index(freq, edges["frequency"])
+    out["frequency"] = (
+        0 if freq <= 0 else 1 if freq <= 1 else 2 + _bin_index(freq, edges["frequency"])
+    )
     out["returns"] = 0 if ret <= 0 else 1 + _bin_index(ret, edges["return_rate"])
     return out
 
@@ -179,7 +181,9 @@ def _tfidf(recipe: FittedFacts, counts: Counter[str], key: str, k: int) -> list[
     if k == 0 or not counts:
         return []
     idf = recipe.idf_[key]
-    scored = [(math.sqrt(n) * idf.get(label, recipe.max_idf_), label) for label, n in counts.items()]
+    scored = [
+        (math.sqrt(n) * idf.get(label, recipe.max_idf_), label) for label, n in counts.items()
+    ]
     if any(math.isnan(score) for score, _ in scored):
         raise PolarsOnly("NaN TF-IDF score")
     scored.sort(key=lambda sl: (-sl[0], sl[1]))

@@ -108,8 +108,8 @@ class Segmenter:
         """Discover segments in ``data``.
 
         Fitted attributes: ``assignments_`` (one row per customer), ``recipe_`` (events ->
-        features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims), ``k_``, ``k_curve_``, ``quality_``,
-        ``timings_``, ``embedding_stats_``.
+        features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims),
+        ``k_``, ``k_curve_``, ``quality_``, ``timings_``, ``embedding_stats_``.
         """
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}

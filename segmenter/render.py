@@ -101,9 +101,7 @@ def _attributes(attributes: list[dict[str, str | None]] | None) -> str | None:
     if attributes is None:  # no users row
         return None
     parts = [
-        V.attribute_label(str(a["name"])) + a["value"]
-        for a in attributes
-        if a["value"] is not None
+        V.attribute_label(str(a["name"])) + a["value"] for a in attributes if a["value"] is not None
     ]
     return V.ATTRIBUTE_SEP.join(parts) + V.END
 

@@ -61,7 +61,9 @@ def polars_docs(
     users: pl.DataFrame | None,
 ) -> pl.DataFrame:
     """The documents rendered from the polars plan's facts."""
-    return _frame(builder, list(facts_frame(builder, events, features, users).iter_rows(named=True)))
+    return _frame(
+        builder, list(facts_frame(builder, events, features, users).iter_rows(named=True))
+    )
 
 
 def python_documents(

@@ -136,7 +136,7 @@ def test_stop_words_cover_every_phrase_of_the_vocabulary() -> None:
 
 
 def _imports(package: Path) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports at run time (``TYPE_CHECKING`` blocks left out)."""
+    """Module -> the package's modules it imports (``TYPE_CHECKING`` blocks left out)."""
     root = package.parent
     modules = {
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
@@ -177,7 +177,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = 2
