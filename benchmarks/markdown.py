@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from benchmarks.balance_table import render_balance
 from benchmarks.tables import (
     f,
     render_latency,
@@ -25,9 +26,11 @@ SYSTEM_NAMES = {
 
 
 def result_name(result: dict[str, Any]) -> str:
-    """``<suite>`` or ``<suite>-cold`` (a run that started from an empty cache)."""
+    """``<suite>``, ``<suite>-cold`` (a run that started from an empty cache), and
+    ``-<section>`` appended for a run of some sections only (``--section``)."""
     cold = result.get("cache", {}).get("mode") == "cold"
-    return f"{result['suite']}-cold" if cold else str(result["suite"])
+    name = f"{result['suite']}-cold" if cold else str(result["suite"])
+    return "-".join([name, *result.get("only", [])])
 
 
 def begin_marker(suite: str) -> str:
@@ -261,17 +264,22 @@ def render(result: dict[str, Any]) -> str:
     """
     sec = result["sections"]
     name = result_name(result)
-    title = f"{result['suite'].capitalize()} suite" + (
-        ", cold cache" if name != result["suite"] else ""
-    )
+    cold = result.get("cache", {}).get("mode") == "cold"
+    title = f"{result['suite'].capitalize()} suite" + (", cold cache" if cold else "")
+    if result.get("only"):
+        title += ", section " + ", ".join(result["only"])
     lines = [begin_marker(name), "", f"### {title}", ""]
     lines += render_machine(result)
+    if result.get("only"):  # a run of some sections: only their tables
+        lines += render_balance(sec.get("balance"))
+        return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))
     lines += render_speed(sec.get("speed"))
     lines += render_overhead(sec.get("encoder_overhead"))
     lines += render_latency(sec.get("latency"))
     lines += render_sweep(sec.get("sweep"))
+    lines += render_balance(sec.get("balance"))
     lines += render_extras(result)
     lines.append(end_marker(name))
     return "\n".join(lines) + "\n"

@@ -98,7 +98,7 @@ def taste_of(
 def grocery_catalog(seed: int) -> pl.DataFrame:
     """~2,500 products: brand + noun (+ a pack size), 16 departments."""
     rng = np.random.default_rng(seed)
-    rows = []
+    rows: list[tuple[str, str, str, float]] = []
     sizes = ("", "small", "large", "family pack", "organic", "value pack")
     for dept, nouns in GROCERY.items():
         for noun in nouns:

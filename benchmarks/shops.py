@@ -230,7 +230,7 @@ def generate_shop(shop: Shop, n_customers: int, *, seed: int = 0) -> ShopData:
     )
     back = np.flatnonzero(rng.random(l_order.size) < shop.returns)
     returns = lines[back].with_columns(
-        pl.col("timestamp") + pl.duration(days=pl.Series(rng.integers(2, 21, back.size))),
+        pl.col("timestamp") + pl.duration(days=pl.lit(pl.Series(rng.integers(2, 21, back.size)))),
         pl.lit("return").alias("event_type"),
         ("R" + pl.col("order_id")).alias("order_id"),
         -pl.col("quantity"),

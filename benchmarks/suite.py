@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.balance import run_balance
 from benchmarks.classification import run_classification_benchmark
 from benchmarks.context import BenchContext, machine
 from benchmarks.deep import run_deep_benchmark
@@ -32,6 +33,12 @@ EXTRAS: dict[str, Extra] = {
     "deep_clustering": run_deep_benchmark,
 }
 
+#: Sections that ``--section`` can run alone, each ``function(ctx, retail_data) -> dict``.
+Section = Callable[[BenchContext, EventData | None], dict[str, Any]]
+SECTIONS: dict[str, Section] = {
+    "balance": lambda ctx, data: run_balance(ctx, retail_data=data),
+}
+
 
 def run_extra(name: str, runner: Extra, ctx: BenchContext) -> dict[str, Any]:
     """Call ``runner`` on the context's shared data; a failure becomes a note, not an abort."""
@@ -50,6 +57,7 @@ def run_suite(
     retail_data: EventData | None = None,
     command: str = "",
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run the sections of ``ctx.suite`` and return the full result (JSON-able).
 
@@ -62,6 +70,8 @@ def run_suite(
         The command line, recorded in the result.
     checkpoint : callable, optional
         Called with the result so far after each section (long runs keep what they measured).
+    only : sequence of str, optional
+        Run only these sections of :data:`SECTIONS` (the result is named after them).
     """
     start = time.perf_counter()
     result: dict[str, Any] = {
@@ -76,6 +86,8 @@ def run_suite(
         "sections": {},
         "section_seconds": {},
     }
+    if only:
+        result["only"] = list(only)
     sections = result["sections"]
 
     def timed(name: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -94,6 +106,11 @@ def run_suite(
             checkpoint(result)
         logger.info("benchmark section %s done in %.0fs", name, time.perf_counter() - t)
 
+    if only:
+        for name in only:
+            timed(name, functools.partial(SECTIONS[name], ctx, retail_data))
+        result["seconds_total"] = round(time.perf_counter() - start, 1)
+        return result
     fitted: dict[str, Segmenter] = {}
 
     def planted() -> dict[str, Any]:
@@ -122,7 +139,8 @@ def run_suite(
         planted_n = min(ctx.sizes.planted_customers, SWEEP_PLANTED)
         grid = GRID[: ctx.sizes.sweep_settings]
         timed("sweep", lambda: run_sweep(ctx, grid, split=split, planted_customers=planted_n))
-    if ctx.sizes.extras:
+    if ctx.sizes.extras:  # the full suite
+        timed("balance", functools.partial(SECTIONS["balance"], ctx, retail_data))
         for name, runner in EXTRAS.items():
             timed(name, functools.partial(run_extra, name, runner, ctx))
     result["seconds_total"] = round(time.perf_counter() - start, 1)

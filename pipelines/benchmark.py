@@ -3,6 +3,7 @@
     python -m pipelines.benchmark                      # quick suite (< 10 min, warm cache)
     python -m pipelines.benchmark --suite full         # + 100k customers, sweep, classify, deep
     python -m pipelines.benchmark --cold-cache         # the time of a first run
+    python -m pipelines.benchmark --section balance    # one section alone (issue 13's table)
     python -m pipelines.benchmark --from-json reports/benchmarks/2026-11-29-quick.json
 
 Runs the top-level benchmarks/ package of a repository checkout (not installed with the
@@ -40,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--suite", default="quick", help="quick, full, or smoke (tiny, for tests)")
+    p.add_argument(
+        "--section",
+        action="append",
+        default=None,
+        help="run only this section (repeatable; 'balance'); the suite sets its sizes",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed; stability compares it with +1")
     p.add_argument("--out", default=None, help=f"results folder (default: {DEFAULT_OUT})")
     p.add_argument("--cache", default=None, help="embedding cache (default: <out>/.cache)")
@@ -71,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         )
     from benchmarks.context import SIZES, SUITES, BenchCache, BenchContext
     from benchmarks.markdown import update_markdown
-    from benchmarks.suite import result_path, run_suite
+    from benchmarks.suite import SECTIONS, result_path, run_suite
 
     markdown = Path(args.markdown) if args.markdown else DEFAULT_MARKDOWN
     if args.from_json is not None:
@@ -84,6 +91,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.suite not in SUITES:
         raise SegmenterError(f"--suite: '{args.suite}' is not one of {list(SUITES)}")
+    for section in args.section or ():
+        if section not in SECTIONS:
+            raise SegmenterError(f"--section: '{section}' is not one of {list(SECTIONS)}")
     if args.seed < 0:
         raise SegmenterError(f"--seed: {args.seed} should be >= 0")
     out = Path(args.out) if args.out else DEFAULT_OUT
@@ -99,13 +109,13 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     command = "python -m pipelines.benchmark " + shlex.join(sys.argv[1:])
-    partial = out / f"{args.suite}.partial.json"
+    partial = out / f"{'-'.join([args.suite, *(args.section or [])])}.partial.json"
 
     def checkpoint(result: dict[str, object]) -> None:
         io.write_json(result, partial)  # what a long run measured so far (--from-json)
 
     try:
-        result = run_suite(ctx, command=command.strip(), checkpoint=checkpoint)
+        result = run_suite(ctx, command=command.strip(), checkpoint=checkpoint, only=args.section)
     finally:
         cache.close()
     path = result_path(out, result)
