@@ -64,31 +64,43 @@ class FeatureScaler:
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
 
 
-def block_weight(embeddings: np.ndarray, n_features: int, feature_weight: float) -> float:
-    """Factor on standardized features so that their block holds ``feature_weight`` times
-    the total variance of the text block (each standardized column has variance ~1)."""
-    if feature_weight < 0:
-        raise SegmenterError(f"--feature-weight={feature_weight} should be >= 0")
+def feature_factor(embeddings: np.ndarray, n_features: int, feature_weight: float) -> float:
+    """Multiplier on the standardized features so that their block holds ``feature_weight``
+    times the total variance of the text block (each standardized column has variance ~1).
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_users, dim)
+    n_features : int
+        Columns of the standardized feature block.
+    feature_weight : float
+        ``SegmenterConfig.feature_weight`` (>= 0, checked there).
+
+    Returns
+    -------
+    float
+        The factor :func:`fuse` applies; 0 drops the features.
+    """
     if n_features == 0 or feature_weight == 0:
         return 0.0
     text_var = float(embeddings.var(axis=0).sum()) if len(embeddings) > 1 else 1.0
     return float(np.sqrt(feature_weight * text_var / n_features))
 
 
-def fuse(embeddings: np.ndarray, scaled: np.ndarray, weight: float) -> np.ndarray:
-    """``[text embedding | weight * standardized features]``, float32.
+def fuse(embeddings: np.ndarray, scaled: np.ndarray, factor: float) -> np.ndarray:
+    """``[text embedding | factor * standardized features]``, float32.
 
     Parameters
     ----------
     embeddings : ndarray of shape (n_users, dim)
     scaled : ndarray of shape (n_users, n_features)
-    weight : float
-        From :func:`block_weight`; 0 drops the features.
+    factor : float
+        From :func:`feature_factor`; 0 drops the features.
     """
     if len(embeddings) != len(scaled):
         raise SegmenterError(
             f"embeddings have {len(embeddings)} rows but features have {len(scaled)}"
         )
-    if weight == 0 or scaled.shape[1] == 0:
+    if factor == 0 or scaled.shape[1] == 0:
         return np.ascontiguousarray(embeddings, dtype=np.float32)
-    return np.hstack([embeddings, weight * scaled]).astype(np.float32)
+    return np.hstack([embeddings, factor * scaled]).astype(np.float32)

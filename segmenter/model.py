@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from segmenter import __version__
+from segmenter.checks import check_enough
 from segmenter.cluster import DensityClusterer, KMeansClusterer, select_k
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData
@@ -34,7 +35,7 @@ from segmenter.embed import (
 )
 from segmenter.errors import SegmenterError
 from segmenter.features import behaviour, repeat_gap, top_channels
-from segmenter.fuse import FeatureScaler, block_weight, fuse
+from segmenter.fuse import FeatureScaler, feature_factor, fuse
 from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
 
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "segmenter.json"
 # what _segment fits: restored when the deep head's segments are not kept
-SEGMENT_STATE = ("weight_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
+SEGMENT_STATE = ("feature_factor_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
 
 
 class Segmented(NamedTuple):
@@ -121,8 +122,8 @@ class Segmenter:
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
         n_users = data.n_users
-        if cfg.method == "kmeans" and cfg.k != "auto" and n_users < int(cfg.k):
-            raise SegmenterError(f"n_customers={n_users} should be >= --k={cfg.k}")
+        if cfg.method == "kmeans" and cfg.k != "auto":
+            check_enough(n_users, int(cfg.k))
         if n_users < 3:
             raise SegmenterError(f"n_customers={n_users} should be >= 3 to find segments")
         with self._stage("features"):
@@ -163,22 +164,24 @@ class Segmenter:
     def _deep(
         self, encoder: Encoder, documents: pl.DataFrame, scaled: np.ndarray, frozen: Segmented
     ) -> Segmented:
-        """Fine-tune the encoder from the frozen segments and segment again; keep the frozen
+        """Refine the encoder from the frozen segments and segment again; keep the frozen
         encoder and segments when the new ones explain less of the behaviour features."""
-        from segmenter.cluster.deep import refine_encoder
+        from segmenter.finetune import refine, sentence_transformer_of
 
         cfg = self.config_
         texts = documents["document"].to_list()
+        st = sentence_transformer_of(encoder)
         kept = {name: getattr(self, name) for name in SEGMENT_STATE}
-        self.base_encoder_ = encoder  # a refit starts again from it, not from the fine-tuned one
+        self.base_encoder_ = encoder  # a refit starts again from it, not from the refined one
         with self._stage("deep"):
-            tuned_encoder, self.deep_report_ = refine_encoder(
-                encoder, texts, frozen.labels, dict(cfg.deep_options),
-                seed=cfg.seed, space=frozen.reduced, progress=self.progress,
+            refined = refine.refine_encoder(
+                st, texts, frozen.labels, cfg.deep_options, seed=cfg.seed,
+                base_identity=encoder.identity, space=frozen.reduced, progress=self.progress,
             )  # fmt: skip
+        self.deep_report_ = refined.report()
         try:
             with self._stage("embed"):
-                emb, _ = embed_documents(tuned_encoder, texts, self.cache)
+                emb, _ = embed_documents(refined.encoder, texts, self.cache)
             tuned = self._segment(emb, scaled)
         except BaseException:
             self._restore(kept)
@@ -187,12 +190,14 @@ class Segmenter:
         after = behaviour_separation(scaled, tuned.labels)
         # eta^2 can only grow with more groups: with k = auto or HDBSCAN a fine-tuned run that
         # finds more segments passes more easily
-        accepted = after >= self.deep_report_["config"]["keep_behaviour"] * before
+        accepted = after >= cfg.deep_keep_behaviour * before
         self.deep_report_.update(
-            behaviour_separation={"frozen": before, "deep": after}, accepted=accepted
+            keep_behaviour=cfg.deep_keep_behaviour,
+            behaviour_separation={"frozen": before, "deep": after},
+            accepted=accepted,
         )
         if accepted:
-            self.encoder = tuned_encoder
+            self.encoder = refined.encoder
             return tuned
         logger.warning(
             "deep clustering: the fine-tuned segments explain less of the behaviour features "
@@ -210,8 +215,8 @@ class Segmenter:
         """Fuse with the scaled behaviour features, reduce, draw the map and cluster."""
         cfg = self.config_
         with self._stage("fuse"):
-            self.weight_ = block_weight(emb, len(cfg.fusion_features), cfg.feature_weight)
-            fused = fuse(emb, scaled, self.weight_)
+            self.feature_factor_ = feature_factor(emb, len(cfg.fusion_features), cfg.feature_weight)
+            fused = fuse(emb, scaled, self.feature_factor_)
         with self._stage("reduce"):
             self.reducer_ = self._reducer(cfg.umap_dims)
             reduced = self.reducer_.fit_transform(fused)
@@ -290,7 +295,7 @@ class Segmenter:
         features = self._features(data, as_of)
         documents = self.builder_.transform(data.events, features, data.users)
         emb, _ = embed_documents(self._encoder(), documents["document"].to_list(), self.cache)
-        fused = fuse(emb, self.scaler_.transform(features), self.weight_)
+        fused = fuse(emb, self.scaler_.transform(features), self.feature_factor_)
         return features, documents, self.reducer_.transform(fused)
 
     def predict(self, data: EventData, *, map_coords: bool = True) -> pl.DataFrame:
@@ -349,7 +354,7 @@ class Segmenter:
                 "mean": self.scaler_.mean_.tolist(),
                 "scale": self.scaler_.scale_.tolist(),
             },
-            "feature_weight_factor": self.weight_,
+            "feature_factor": self.feature_factor_,
             "encoder": encoder_ref,
             "k": self.k_,
             "segment_names": {str(k): v for k, v in self.segment_names_.items()},
@@ -393,7 +398,7 @@ class Segmenter:
         sc = state["scaler"]
         self.scaler_ = FeatureScaler(sc["columns"], clip=sc["clip"])
         self.scaler_.mean_, self.scaler_.scale_ = np.array(sc["mean"]), np.array(sc["scale"])
-        self.weight_ = float(state["feature_weight_factor"])
+        self.feature_factor_ = float(state["feature_factor"])
         self.k_ = int(state["k"])
         self.segment_names_ = {int(k): v for k, v in state["segment_names"].items()}
         stages = joblib.load(folder / "stages.joblib")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from segmenter.checks import at_least
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,7 @@ class Reducer:
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         """Fit on ``X`` of shape (n_users, dim) and return the reduced training points."""
         for name in ("pca_dims", "umap_dims", "n_neighbors", "sample_size"):
-            if getattr(self, name) < 0:
-                raise SegmenterError(f"{name}={getattr(self, name)} should be >= 0")
+            at_least(name, getattr(self, name), 0)
         n = len(X)
         if n < 3:
             raise SegmenterError(f"n_samples={n} should be >= 3 to reduce dimensions")

@@ -67,7 +67,7 @@ def stage_times(model: Segmenter, events: pl.DataFrame, users: pl.DataFrame) -> 
     lap("documents")
     emb, _ = embed_documents(model._encoder(), documents["document"].to_list(), model.cache)
     lap("embed")
-    fused = fuse(emb, model.scaler_.transform(features), model.weight_)
+    fused = fuse(emb, model.scaler_.transform(features), model.feature_factor_)
     lap("fuse")
     reduced = model.reducer_.pca_transform(fused)
     lap("pca")

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from segmenter.checks import at_least
 from segmenter.cluster.kmeans import margin_confidence, nearest
 from segmenter.errors import SegmenterError
 
@@ -39,8 +40,7 @@ class DensityClusterer:
 
         n = len(X)
         size = self.min_cluster_size or max(10, n // 100)
-        if size < 2:
-            raise SegmenterError(f"--min-cluster-size={size} should be >= 2")
+        at_least("--min-cluster-size", size, 2)
         if n < size:
             raise SegmenterError(f"n_samples={n} should be >= min_cluster_size={size}")
         self.model_: Any = hdbscan.HDBSCAN(

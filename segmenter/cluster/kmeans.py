@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from segmenter.errors import SegmenterError
+from segmenter.checks import at_least, check_enough, check_k
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,11 @@ class KMeansClusterer:
         import faiss
 
         n = len(X)
-        if not isinstance(self.k, int | np.integer) or self.k < 2:
-            raise SegmenterError(f"--k={self.k} should be an integer >= 2 or 'auto'")
-        if n < self.k:
-            raise SegmenterError(f"n_samples={n} should be >= n_clusters={self.k}")
-        if self.n_restarts < 1 or self.n_iter < 1:
-            raise SegmenterError(
-                f"n_restarts={self.n_restarts} and n_iter={self.n_iter} should be >= 1"
-            )
+        # the pipeline checked its config already; these guard standalone use, same messages
+        check_k(self.k, auto=False)
+        check_enough(n, int(self.k))
+        at_least("n_restarts", self.n_restarts, 1)
+        at_least("n_iter", self.n_iter, 1)
         gpu = faiss_has_gpu() if self.gpu is None else self.gpu
         X = np.ascontiguousarray(X, dtype=np.float32)
         km = faiss.Kmeans(
