@@ -169,8 +169,10 @@ def refine_encoder(
             f"{options.batch_size} customers; got {k} segments and {len(texts)} customers"
         )
     with seeded(seed, st.device):
-        return _train(st, texts, labels, k, options, seed, base_identity, space, callback,
-                      progress)  # fmt: skip
+        return _train(
+            st, texts, labels, k, options, seed=seed, base_identity=base_identity,
+            space=space, callback=callback, progress=progress,
+        )  # fmt: skip
 
 
 def _train(
@@ -179,6 +181,7 @@ def _train(
     labels: np.ndarray,
     k: int,
     options: DeepOptions,
+    *,
     seed: int,
     base_identity: str,
     space: np.ndarray | None,
