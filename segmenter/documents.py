@@ -1,10 +1,15 @@
-"""Serialize each customer's behaviour into one short, deterministic document.
+"""From events to customer documents: one fitted recipe, shared by every caller.
 
 A document reads like an analyst's note: value words from quantile bins fitted on the training
 customers, the categories and items that characterize the customer (TF-IDF weighted, so that
 what is distinctive wins over what everybody buys), timing habits, channels, attributes, and a
 masked sample of what the customer wrote. It is cut to a token budget measured with the
 encoder's own tokenizer.
+
+The way there: behaviour features (:mod:`segmenter.features`, with the recipe's ``as_of``,
+channels and training gap between orders) -> per-customer facts (:mod:`segmenter.facts`, one
+polars plan; :mod:`segmenter.facts_python` for a few customers) -> text
+(:func:`segmenter.render.render`, every phrase from :mod:`segmenter.vocabulary`) -> token budget.
 """
 
 from __future__ import annotations
@@ -12,49 +17,26 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from segmenter.errors import SegmenterError
-from segmenter.privacy import mask_expr
-
-FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+from segmenter.facts import facts_frame, with_item_label
+from segmenter.facts_python import PolarsOnly, python_facts
+from segmenter.features import behaviour, repeat_gap, top_channels
+from segmenter.render import SECTIONS, render_all
+from segmenter.vocabulary import REPEAT_WORDS, RETURN_WORDS, VALUE_WORDS
 
 logger = logging.getLogger(__name__)
 
-# (feature, words from low to high); bins are quantiles of the training customers
-VALUE_WORDS: dict[str, tuple[str, ...]] = {
-    "monetary": ("very low spend", "low spend", "mid spend", "high spend", "top spend"),
-    "recency_days": (
-        "bought very recently",
-        "bought recently",
-        "last bought a while ago",
-        "lapsing",
-        "long lapsed",
-    ),
-    "tenure_days": ("new customer", "recent customer", "established customer", "loyal veteran"),
-    "avg_order_value": (
-        "low order value",
-        "modest order value",
-        "high order value",
-        "very high order value",
-    ),
-    "basket_size": ("small baskets", "medium baskets", "large baskets", "bulk baskets"),
-}
-REPEAT_WORDS = ("occasional buyer", "regular buyer", "frequent buyer", "very frequent buyer")
-DAYPARTS = {
-    "share_morning": "mornings",
-    "share_afternoon": "afternoons",
-    "share_evening": "evenings",
-    "share_night": "late nights",
-}
-RETURN_WORDS = ("sometimes returns", "often returns")
-#: Batches of at most this many customers are built in plain Python (:mod:`segmenter.docsmall`):
-#: for a few customers the polars plan is nearly all per-operator overhead.
+#: Batches of at most this many customers get their facts in plain Python
+#: (:mod:`segmenter.facts_python`): for a few customers the polars plan is nearly all
+#: per-operator overhead.
 SMALL_BATCH = 32
 
 
@@ -125,8 +107,8 @@ def _shorten(text: str, offsets: Sequence[tuple[int, int]], keep: int) -> str:
     return head + "…" if head else ""
 
 
-class DocumentBuilder:
-    """Fitted serializer of customer behaviour into text.
+class DocumentRecipe:
+    """Fitted recipe from events to documents: features, facts, text, token budget.
 
     Parameters
     ----------
@@ -141,6 +123,21 @@ class DocumentBuilder:
         Characters kept of each quoted text.
     tokenizer_path : path, optional
         ``tokenizer.json`` of the encoder; defaults to the packaged MiniLM tokenizer.
+    sections : sequence of str
+        Which sections of :data:`segmenter.render.SECTIONS` documents have (default: all).
+
+    Attributes
+    ----------
+    as_of_ : datetime
+        Reference date of recency and tenure (the training customers' last event unless given);
+        customers placed later are measured from it, or from their own last event if later.
+    channels_ : list of str
+        Channels with a ``share_channel_<name>`` feature.
+    median_gap_ : float
+        Usual days between orders of the training customers' repeat buyers.
+    edges_, idf_, max_idf_, attributes_
+        Quantile bins of the value words, item/category IDF, user attributes to mention.
+    budget_ : TokenBudget
     """
 
     def __init__(
@@ -152,6 +149,7 @@ class DocumentBuilder:
         n_texts: int = 2,
         text_chars: int = 160,
         tokenizer_path: str | os.PathLike[str] | None = None,
+        sections: Sequence[str] = SECTIONS,
     ) -> None:
         self.max_tokens = max_tokens
         self.n_items = n_items
@@ -159,25 +157,59 @@ class DocumentBuilder:
         self.n_texts = n_texts
         self.text_chars = text_chars
         self.tokenizer_path = tokenizer_path
+        self.sections = sections
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(
+        self,
+        events: pl.DataFrame,
+        users: pl.DataFrame | None = None,
+        *,
+        as_of: datetime | None = None,
+    ) -> DocumentRecipe:
+        """Fit everything on these (training) customers."""
+        self.fit_transform(events, users, as_of=as_of)
+        return self
+
+    def fit_transform(
+        self,
+        events: pl.DataFrame,
+        users: pl.DataFrame | None = None,
+        *,
+        as_of: datetime | None = None,
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Fit; the training customers' features and documents (as :meth:`transform`)."""
+        features = self.fit_features(events, as_of=as_of)
+        self.fit_documents(events, features, users)
+        return features, self.documents(events, features, users)
+
+    def fit_features(self, events: pl.DataFrame, *, as_of: datetime | None = None) -> pl.DataFrame:
+        """Fit ``as_of_``, ``channels_`` and ``median_gap_``; the training customers' features."""
+        self.as_of_: datetime = as_of or events["timestamp"].max()  # type: ignore[assignment]
+        self.channels_ = top_channels(events)
+        features = behaviour(events, as_of=self.as_of_, channels=self.channels_)
+        self.median_gap_ = repeat_gap(features)
+        return features
+
+    def fit_documents(
         self, events: pl.DataFrame, features: pl.DataFrame, users: pl.DataFrame | None = None
-    ) -> DocumentBuilder:
+    ) -> DocumentRecipe:
         """Learn quantile bins, item/category IDF and which user attributes to mention."""
         if self.max_tokens < 16:
             raise SegmenterError(f"max_tokens={self.max_tokens} should be >= 16")
         for name in ("n_items", "n_categories", "n_texts", "text_chars"):
             if getattr(self, name) < 0:
                 raise SegmenterError(f"{name}={getattr(self, name)} should be >= 0")
-        self.__dict__.pop("_idf_frames", None)  # built from the previous fit's idf_
+        unknown = [s for s in self.sections if s not in SECTIONS]
+        if unknown:
+            raise SegmenterError(f"sections: unknown section {unknown[0]!r}; allowed: {SECTIONS}")
         self.edges_: dict[str, list[float]] = {}
         for column, words in VALUE_WORDS.items():
             self.edges_[column] = _quantile_edges(features[column], len(words))
         repeat = features.filter(pl.col("frequency") > 1)["frequency"]
         self.edges_["frequency"] = _quantile_edges(repeat, len(REPEAT_WORDS))
         returns = features.filter(pl.col("return_rate") > 0)["return_rate"]
-        self.edges_["return_rate"] = _quantile_edges(returns, 2)
+        self.edges_["return_rate"] = _quantile_edges(returns, len(RETURN_WORDS))
         n_users = max(features.height, 1)
         self.idf_: dict[str, dict[str, float]] = {
             key: _idf(events, key, n_users) for key in ("_item", "category")
@@ -196,6 +228,45 @@ class DocumentBuilder:
 
     # -- building ----------------------------------------------------------------------------
     def transform(
+        self, events: pl.DataFrame, users: pl.DataFrame | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Features and documents of (possibly new) customers.
+
+        Returns
+        -------
+        features : polars.DataFrame
+            ``user_id`` + behaviour features, one row per customer, sorted by user_id.
+        documents : polars.DataFrame
+            ``user_id``, ``document`` in the same order.
+        """
+        features = self.features(events)
+        return features, self.documents(events, features, users)
+
+    def features(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Behaviour features as of the training date (or the customers' last event if later),
+        with the training channels and gap between orders."""
+        self._check_fitted("as_of_")
+        last: datetime | None = events["timestamp"].max()  # type: ignore[assignment]
+        as_of = max(self.as_of_, last) if last is not None else self.as_of_
+        return behaviour(events, as_of=as_of, channels=self.channels_, median_gap=self.median_gap_)
+
+    def facts(
+        self, events: pl.DataFrame, features: pl.DataFrame, users: pl.DataFrame | None = None
+    ) -> list[dict[str, Any]]:
+        """The facts of each customer of ``features`` (see :mod:`segmenter.facts`), in order."""
+        self._check_fitted("edges_")
+        if features.height <= SMALL_BATCH:
+            try:
+                return python_facts(self, events, features, users)
+            except PolarsOnly as corner:
+                logger.debug("facts of %d customers by polars: %s", features.height, corner)
+        return list(facts_frame(self, events, features, users).iter_rows(named=True))
+
+    def render(self, facts: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Documents of these facts, cut to the token budget."""
+        return self.budget_.cut(render_all(facts, self.sections))
+
+    def documents(
         self, events: pl.DataFrame, features: pl.DataFrame, users: pl.DataFrame | None = None
     ) -> pl.DataFrame:
         """Build the documents.
@@ -205,134 +276,22 @@ class DocumentBuilder:
         polars.DataFrame
             ``user_id``, ``document``: one row per customer of ``features``, same order.
         """
-        if not hasattr(self, "edges_"):
-            raise RuntimeError("DocumentBuilder is not fitted; call fit first")
-        if features.height <= SMALL_BATCH:
-            from segmenter.docsmall import small_documents  # docsmall imports this module
-
-            return small_documents(self, events, features, users)
-        return self._transform_polars(events, features, users)
-
-    def _transform_polars(
-        self, events: pl.DataFrame, features: pl.DataFrame, users: pl.DataFrame | None = None
-    ) -> pl.DataFrame:
-        """:meth:`transform` as one polars plan, whatever the number of customers."""
-        # one lazy plan, collected once (polars runs the independent pieces together)
-        ev = _with_item_label(events.lazy())
-        feats = features.lazy()
-        parts = [
-            self._value_sentence(feats),
-            self._tfidf_list(ev, "category", self.n_categories, "Categories: ", share=True),
-            self._tfidf_list(ev, "_item", self.n_items, "Items: ", share=False),
-            _habits(ev, feats),
-            self._attributes(users),
-            _ratings(feats),
-            _texts(ev, "search", 3, 60, "Searches: "),
-            _texts(ev, None, self.n_texts, self.text_chars, "Writes: "),
-        ]
-        plan = feats.select("user_id").with_row_index("_row")
-        for i, part in enumerate(parts):
-            plan = plan.join(part.rename({"piece": f"p{i}"}), on="user_id", how="left")
-        pieces = [pl.col(f"p{i}") for i in range(len(parts))]
-        frame = (
-            plan.sort("_row")  # joins do not promise to keep the features' order
-            .select(
-                "user_id",
-                pl.concat_str(pieces, separator=" ", ignore_nulls=True).alias("document"),
-            )
-            .collect()
-        )
-        docs = self.budget_.cut(frame["document"].to_list())
-        return frame.with_columns(pl.Series("document", docs, dtype=pl.String))
-
-    def fit_transform(
-        self, events: pl.DataFrame, features: pl.DataFrame, users: pl.DataFrame | None = None
-    ) -> pl.DataFrame:
-        return self.fit(events, features, users).transform(events, features, users)
-
-    def _value_sentence(self, features: pl.LazyFrame) -> pl.LazyFrame:
-        words: list[pl.Expr] = []
-        for column, labels in VALUE_WORDS.items():
-            words.append(_bin_words(pl.col(column), self.edges_[column], labels))
-        freq = pl.col("frequency")
-        words.insert(
-            1,
-            pl.when(freq <= 0)
-            .then(pl.lit("never bought"))
-            .when(freq <= 1)
-            .then(pl.lit("one-time buyer"))
-            .otherwise(_bin_words(freq, self.edges_["frequency"], REPEAT_WORDS)),
-        )
-        ret = pl.col("return_rate")
-        words.append(
-            pl.when(ret <= 0)
-            .then(pl.lit("never returns"))
-            .otherwise(_bin_words(ret, self.edges_["return_rate"], RETURN_WORDS))
-        )
-        return features.select(
-            "user_id", (pl.concat_str(words, separator=", ") + pl.lit(".")).alias("piece")
+        facts = self.facts(events, features, users)
+        return pl.DataFrame(
+            [
+                pl.Series("user_id", [f["user_id"] for f in facts], dtype=pl.String),
+                pl.Series("document", self.render(facts), dtype=pl.String),
+            ]
         )
 
-    def _idf_frame(self, key: str) -> pl.LazyFrame:
-        """The fitted IDF of ``key`` as a frame, built once per builder."""
-        cache: dict[str, pl.DataFrame] = self.__dict__.setdefault("_idf_frames", {})
-        if key not in cache:
-            cache[key] = pl.DataFrame(
-                {key: list(self.idf_[key]), "idf": list(self.idf_[key].values())},
-                schema={key: pl.String, "idf": pl.Float64},
-            )
-        return cache[key].lazy()
+    def _check_fitted(self, attribute: str) -> None:
+        if not hasattr(self, attribute):
+            raise RuntimeError("DocumentRecipe is not fitted; call fit first")
 
-    def _tfidf_list(
-        self, ev: pl.LazyFrame, key: str, k: int, prefix: str, *, share: bool
-    ) -> pl.LazyFrame:
-        if k == 0:
-            return _no_piece()
-        bought = ev.filter(pl.col(key).is_not_null() & (pl.col("event_type") != "return"))
-        counts = bought.group_by("user_id", key).agg(pl.len().alias("n"))
-        scored = (
-            counts.join(self._idf_frame(key), on=key, how="left")
-            .with_columns(
-                pl.col("idf").fill_null(self.max_idf_),
-                (pl.col("n") / pl.col("n").sum().over("user_id")).alias("share"),
-            )
-            .with_columns((pl.col("n").sqrt() * pl.col("idf")).alias("score"))
-            .sort(["user_id", "score", key], descending=[False, True, False])
-            .group_by("user_id", maintain_order=True)
-            .head(k)
-        )
-        label = pl.col(key).str.to_lowercase().str.slice(0, 48).str.strip_chars()
-        if share:
-            label = (
-                label
-                + pl.lit(" (")
-                + (pl.col("share") * 100)
-                .round(0, mode="half_to_even")
-                .cast(pl.Int64)
-                .cast(pl.String)
-                + pl.lit("%)")
-            )
-        return scored.group_by("user_id", maintain_order=True).agg(
-            (pl.lit(prefix) + label.str.join(", ") + pl.lit(".")).first().alias("piece")
-        )
-
-    def _attributes(self, users: pl.DataFrame | None) -> pl.LazyFrame:
-        cols = [c for c in self.attributes_ if users is not None and c in users.columns]
-        if not cols or users is None:
-            return _no_piece()
-        exprs = [
-            pl.when(pl.col(c).is_not_null()).then(
-                pl.lit(c.replace("_", " ").capitalize() + ": ") + mask_expr(pl.col(c))
-            )
-            for c in cols
-        ]
-        return users.lazy().select(
-            "user_id",
-            (pl.concat_str(exprs, separator=". ", ignore_nulls=True) + ".").alias("piece"),
-        )
-
+    # -- saving ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """JSON-able fitted state (for saving)."""
+        """JSON-able fitted state; the tokenizer is left out (it is the saved encoder's)."""
+        self._check_fitted("as_of_")
         return {
             "params": {
                 "max_tokens": self.max_tokens,
@@ -340,8 +299,11 @@ class DocumentBuilder:
                 "n_categories": self.n_categories,
                 "n_texts": self.n_texts,
                 "text_chars": self.text_chars,
-                "tokenizer_path": str(self.tokenizer_path) if self.tokenizer_path else None,
+                "sections": list(self.sections),
             },
+            "as_of": self.as_of_.isoformat(),
+            "channels": self.channels_,
+            "median_gap": self.median_gap_,
             "edges": self.edges_,
             "idf": self.idf_,
             "max_idf": self.max_idf_,
@@ -349,8 +311,17 @@ class DocumentBuilder:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> DocumentBuilder:
-        self = cls(**state["params"])
+    def from_state(
+        cls, state: dict[str, Any], *, tokenizer_path: str | os.PathLike[str] | None = None
+    ) -> DocumentRecipe:
+        """Rebuild from :meth:`state`, counting tokens with ``tokenizer_path``."""
+        params = dict(state["params"])
+        self = cls(
+            **{**params, "sections": tuple(params["sections"])}, tokenizer_path=tokenizer_path
+        )
+        self.as_of_ = datetime.fromisoformat(state["as_of"])
+        self.channels_ = list(state["channels"])
+        self.median_gap_ = float(state["median_gap"])
         self.edges_ = state["edges"]
         self.idf_ = state["idf"]
         self.max_idf_ = state["max_idf"]
@@ -359,21 +330,8 @@ class DocumentBuilder:
         return self
 
 
-def _no_piece() -> pl.LazyFrame:
-    return pl.LazyFrame(schema={"user_id": pl.String, "piece": pl.String})
-
-
-def _with_item_label(events: FrameT) -> FrameT:
-    return events.with_columns(
-        pl.coalesce(pl.col("item_name"), pl.col("item_id"))
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
-        .alias("_item")
-    )
-
-
 def _idf(events: pl.DataFrame, key: str, n_users: int) -> dict[str, float]:
-    ev = _with_item_label(events) if key == "_item" else events
+    ev = with_item_label(events) if key == "_item" else events
     df = (
         ev.filter(pl.col(key).is_not_null())
         .group_by(key)
@@ -391,102 +349,13 @@ def _quantile_edges(values: pl.Series, n_bins: int) -> list[float]:
     return [float(q) for q in qs]
 
 
-def _bin_words(expr: pl.Expr, edges: Sequence[float], words: Sequence[str]) -> pl.Expr:
-    """Map values to words: ``words[i]`` for values up to ``edges[i]``, the last word above."""
-    if not edges:
-        return pl.lit(words[0])
-    out: Any = pl.when(expr <= edges[0]).then(pl.lit(words[0]))
-    for edge, word in zip(edges[1:], words[1:-1], strict=True):
-        out = out.when(expr <= edge).then(pl.lit(word))
-    return out.otherwise(pl.lit(words[-1]))
-
-
-def _habits(ev: pl.LazyFrame, features: pl.LazyFrame) -> pl.LazyFrame:
-    shares = pl.concat_list([pl.col(c) for c in DAYPARTS])
-    names = pl.lit(list(DAYPARTS.values()))
-    best = shares.list.arg_max()
-    daypart = (
-        pl.when(shares.list.max() >= 0.5)
-        .then(pl.lit("Shops mostly in the ") + names.list.get(best))
-        .otherwise(pl.lit("Shops at varied times"))
-    )
-    week = (
-        pl.when(pl.col("share_weekend") >= 0.5)
-        .then(pl.lit(", mostly at weekends"))
-        .when(pl.col("share_weekend") <= 0.15)
-        .then(pl.lit(", on weekdays"))
-        .otherwise(pl.lit(", weekdays and weekends"))
-    )
-    timing = features.select("user_id", (daypart + week).alias("t"))
-    channels = (
-        ev.filter(pl.col("channel").is_not_null())
-        .group_by("user_id", "channel")
-        .agg(pl.len().alias("n"))
-        .with_columns((pl.col("n") / pl.col("n").sum().over("user_id")).alias("s"))
-        .filter(pl.col("s") >= 0.25)
-        .sort(["user_id", "s", "channel"], descending=[False, True, False])
-        .group_by("user_id", maintain_order=True)
-        .agg(
-            (pl.lit(" via ") + pl.col("channel").str.to_lowercase().str.join(" and "))
-            .first()
-            .alias("c")
-        )
-    )
-    return timing.join(channels, on="user_id", how="left").select(
-        "user_id",
-        (pl.concat_str([pl.col("t"), pl.col("c")], ignore_nulls=True) + pl.lit(".")).alias("piece"),
-    )
-
-
-def _ratings(features: pl.LazyFrame) -> pl.LazyFrame:
-    return features.filter(pl.col("n_reviews") > 0).select(
-        "user_id",
-        (
-            pl.lit("Rates ")
-            + pl.col("mean_rating").round(1, mode="half_to_even").cast(pl.String)
-            + pl.lit(" on average.")
-        ).alias("piece"),
-    )
-
-
-def _texts(
-    ev: pl.LazyFrame, event_type: str | None, k: int, chars: int, prefix: str
-) -> pl.LazyFrame:
-    """Quote the customer's most recent texts (masked), newest first."""
-    if k == 0:
-        return _no_piece()
-    is_search = pl.col("event_type") == "search"
-    keep = is_search if event_type == "search" else ~is_search
-    texts = ev.filter(
-        pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != "") & keep
-    )
-    cleaned = mask_expr(pl.col("text").str.replace_all(r"\s+", " ").str.strip_chars())
-    sep = "; " if event_type == "search" else '" "'
-    quote = "" if event_type == "search" else '"'
-    return (
-        # the text breaks ties in time, so that the input's row order does not matter
-        texts.sort(["user_id", "timestamp", "text"], descending=[False, True, False])
-        .unique(["user_id", "text"], keep="first", maintain_order=True)
-        .group_by("user_id", maintain_order=True)
-        .head(k)
-        .group_by("user_id", maintain_order=True)
-        .agg(
-            (
-                pl.lit(prefix + quote)
-                + cleaned.str.slice(0, chars).str.join(sep)
-                + pl.lit(quote + ".")
-            )
-            .first()
-            .alias("piece")
-        )
-    )
-
-
 def serialize(
     events: pl.DataFrame,
     features: pl.DataFrame,
     users: pl.DataFrame | None = None,
     **params: Any,
 ) -> pl.DataFrame:
-    """Fit a :class:`DocumentBuilder` on these customers and build their documents."""
-    return DocumentBuilder(**params).fit_transform(events, features, users)
+    """Documents of these customers from these features, with a recipe fitted on them."""
+    recipe = DocumentRecipe(**params)
+    recipe.fit_features(events)
+    return recipe.fit_documents(events, features, users).documents(events, features, users)

@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,7 +23,7 @@ from segmenter.checks import check_enough
 from segmenter.cluster import DensityClusterer, KMeansClusterer, select_k
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData
-from segmenter.documents import DocumentBuilder
+from segmenter.documents import DocumentRecipe
 from segmenter.embed import (
     DEFAULT_ENCODER,
     EmbeddingCache,
@@ -34,7 +33,6 @@ from segmenter.embed import (
     folder_identity,
 )
 from segmenter.errors import SegmenterError
-from segmenter.features import behaviour, repeat_gap, top_channels
 from segmenter.fuse import FeatureScaler, feature_factor, fuse
 from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
@@ -106,18 +104,13 @@ class Segmenter:
             )
         return self.encoder
 
-    def _features(self, data: EventData, as_of: datetime) -> pl.DataFrame:
-        return behaviour(
-            data.events, as_of=as_of, channels=self.channels_, median_gap=self.median_gap_
-        )
-
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, data: EventData) -> Segmenter:
         """Discover segments in ``data``.
 
-        Fitted attributes: ``assignments_`` (one row per customer), ``features_``,
-        ``documents_``, ``reduced_`` (n_users, dims), ``k_``, ``k_curve_``, ``quality_``,
-        ``timings_``, ``embedding_stats_``.
+        Fitted attributes: ``assignments_`` (one row per customer), ``recipe_`` (events ->
+        features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims),
+        ``k_``, ``k_curve_``, ``quality_``, ``timings_``, ``embedding_stats_``.
         """
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
@@ -126,17 +119,12 @@ class Segmenter:
             check_enough(n_users, int(cfg.k))
         if n_users < 3:
             raise SegmenterError(f"n_customers={n_users} should be >= 3 to find segments")
+        self.recipe_ = DocumentRecipe(max_tokens=cfg.max_tokens)
         with self._stage("features"):
-            self.as_of_: datetime = data.events["timestamp"].max()  # type: ignore[assignment]
-            self.channels_ = top_channels(data.events)
-            self.median_gap_: float | None = None
-            features = self._features(data, self.as_of_)
-            self.median_gap_ = repeat_gap(features)
+            features = self.recipe_.fit_features(data.events)
         with self._stage("documents"):
-            self.builder_ = DocumentBuilder(max_tokens=cfg.max_tokens).fit(
-                data.events, features, data.users
-            )
-            documents = self.builder_.transform(data.events, features, data.users)
+            self.recipe_.fit_documents(data.events, features, data.users)
+            documents = self.recipe_.documents(data.events, features, data.users)
         with self._stage("embed"):
             if getattr(self, "base_encoder_", None) is not None:
                 self.encoder = self.base_encoder_  # a refit after a deep fit starts from the base
@@ -290,10 +278,7 @@ class Segmenter:
         """Features, documents and reduced coordinates of (new) customers."""
         if not hasattr(self, "clusterer_"):
             raise RuntimeError("Segmenter is not fitted; call fit or load first")
-        last: datetime | None = data.events["timestamp"].max()  # type: ignore[assignment]
-        as_of = max(self.as_of_, last) if last is not None else self.as_of_
-        features = self._features(data, as_of)
-        documents = self.builder_.transform(data.events, features, data.users)
+        features, documents = self.recipe_.transform(data.events, data.users)
         emb, _ = embed_documents(self._encoder(), documents["document"].to_list(), self.cache)
         fused = fuse(emb, self.scaler_.transform(features), self.feature_factor_)
         return features, documents, self.reducer_.transform(fused)
@@ -344,10 +329,7 @@ class Segmenter:
             "format": 1,
             "segmenter_version": __version__,
             "config": self.config_.to_dict(),
-            "as_of": self.as_of_.isoformat(),
-            "channels": self.channels_,
-            "median_gap": self.median_gap_,
-            "documents": self.builder_.state(),
+            "documents": self.recipe_.state(),
             "scaler": {
                 "columns": list(self.scaler_.columns),
                 "clip": self.scaler_.clip,
@@ -385,16 +367,7 @@ class Segmenter:
         config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
         self = cls(config, encoder=encoder, cache=cache, progress=progress)
         self.config_ = config
-        self.as_of_ = datetime.fromisoformat(state["as_of"])
-        self.channels_ = state["channels"]
-        self.median_gap_ = state.get("median_gap")
-        if self.median_gap_ is None:
-            logger.warning(
-                "model %s predates the saved repeat-order gap: customers without a repeat "
-                "order get the gap of the customers being placed; re-fit to fix",
-                folder,
-            )
-        self.builder_ = DocumentBuilder.from_state(state["documents"])
+        self.recipe_ = DocumentRecipe.from_state(state["documents"])
         sc = state["scaler"]
         self.scaler_ = FeatureScaler(sc["columns"], clip=sc["clip"])
         self.scaler_.mean_, self.scaler_.scale_ = np.array(sc["mean"]), np.array(sc["scale"])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
+
+from segmenter.textops import known, python_regex, python_replacement
 
 #: (pattern, replacement), applied in order; Rust regex syntax (polars) that Python's re accepts.
 #: The e-mail pattern is ASCII on purpose: ``\w`` is Unicode and would swallow the Chinese
@@ -51,3 +55,25 @@ def mask(text: str) -> str:
     """Mask one string (same rules as :func:`mask_expr`)."""
     out = pl.Series([text], dtype=pl.String).to_frame("t").select(mask_expr(pl.col("t")))
     return str(out.item())
+
+
+_PROTECT_PY = tuple((python_regex(p), python_replacement(r)) for p, r in _PROTECT)
+_PATTERNS_PY = tuple((python_regex(p), python_replacement(r)) for p, r in PATTERNS)
+_MAY_MASK = re.compile(r"[\d@]")
+
+
+def mask_python(text: str) -> str:
+    """:func:`mask` with Python's ``re``: same rules, same result, no polars call.
+
+    Raises :class:`~segmenter.textops.PolarsOnly` for characters Python's Unicode database does
+    not know (polars may count them as digits).
+    """
+    text = known(text).replace(_MARK, "")
+    if not _MAY_MASK.search(text):  # every rule needs a digit or an "@"
+        return text
+    for _ in range(2):
+        for pattern, replacement in _PROTECT_PY:
+            text = pattern.sub(replacement, text)
+    for pattern, replacement in _PATTERNS_PY:
+        text = pattern.sub(replacement, text)
+    return text.replace(_MARK, "")

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import polars as pl
 
-from segmenter.documents import DAYPARTS, REPEAT_WORDS, VALUE_WORDS
-from segmenter.privacy import mask_expr
+from segmenter.privacy import PATTERNS, mask_expr
+from segmenter.vocabulary import attribute_label, phrases
 
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
-_TEMPLATE = """categories items shops mostly varied times weekdays weekends via rates average
-searches writes country age band never returns sometimes often one time buyer bought customer
-value spend order baskets email phone number"""
-
+#: Attributes of the usual users tables, whose labels ("Country: ") fill many documents.
+_USUAL_ATTRIBUTES = ("country", "age_band")
 
 _CJK_FUNCTION = "的了很是都也和就我你他她它这那在不有还但吗呢吧啊把被"
 
 
 def stop_words(extra: tuple[str, ...] = ()) -> frozenset[str]:
-    """English stop words, the words of the document template and ``extra``."""
+    """English stop words, the words of the document template and of the masks, and ``extra``."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    phrases = [*REPEAT_WORDS, *DAYPARTS.values(), _TEMPLATE, *extra]
-    phrases += [w for words in VALUE_WORDS.values() for w in words]
-    return frozenset(ENGLISH_STOP_WORDS) | frozenset(tokenize(" ".join(phrases)))
+    template = [*phrases(), *map(attribute_label, _USUAL_ATTRIBUTES)]
+    masks = [replacement for _, replacement in PATTERNS]
+    return frozenset(ENGLISH_STOP_WORDS) | frozenset(
+        tokenize(" ".join([*template, *masks, *extra]))
+    )
 
 
 def tokens_expr(text: pl.Expr) -> pl.Expr:

@@ -12,7 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from segmenter.data import CANONICAL, load_events, parse_columns
-from segmenter.documents import DocumentBuilder, TokenBudget
+from segmenter.documents import TokenBudget, serialize
 from segmenter.errors import SegmenterError
 from segmenter.features import behaviour
 
@@ -487,7 +487,7 @@ def test_online_retail_real_file(require_shared) -> None:  # type: ignore[no-unt
     features = behaviour(data.events)
     assert features.height == 4372
     assert features.null_count().sum_horizontal().item() == 0
-    docs = DocumentBuilder(max_tokens=128).fit_transform(data.events, features, data.users)
+    docs = serialize(data.events, features, data.users, max_tokens=128)
     assert docs.height == 4372
     assert docs["user_id"].to_list() == features["user_id"].to_list()
     assert docs["document"].null_count() == 0

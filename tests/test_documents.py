@@ -13,15 +13,10 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from segmenter.data import EventData, load_events
-from segmenter.documents import (
-    REPEAT_WORDS,
-    VALUE_WORDS,
-    DocumentBuilder,
-    default_tokenizer_path,
-    serialize,
-)
+from segmenter.documents import DocumentRecipe, default_tokenizer_path, serialize
 from segmenter.errors import SegmenterError
 from segmenter.features import behaviour
+from segmenter.vocabulary import REPEAT_WORDS, VALUE_WORDS
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +70,7 @@ def test_documents_do_not_depend_on_row_order(
 def test_every_document_within_budget(
     small_data: EventData, small_features: pl.DataFrame, tokenizer: Tokenizer, max_tokens: int
 ) -> None:
-    docs = DocumentBuilder(max_tokens=max_tokens).fit_transform(
-        small_data.events, small_features, small_data.users
-    )
+    docs = serialize(small_data.events, small_features, small_data.users, max_tokens=max_tokens)
     counts = n_tokens(tokenizer, docs["document"].to_list())
     assert max(counts) <= max_tokens
     assert max(counts) >= max_tokens - 3  # the budget is used, not wasted
@@ -106,8 +99,14 @@ def test_long_chinese_reviews_within_budget(
     chinese_data: EventData, tokenizer: Tokenizer, max_tokens: int
 ) -> None:
     features = behaviour(chinese_data.events)
-    builder = DocumentBuilder(max_tokens=max_tokens, n_texts=3, text_chars=500)
-    docs = builder.fit_transform(chinese_data.events, features, chinese_data.users)
+    docs = serialize(
+        chinese_data.events,
+        features,
+        chinese_data.users,
+        max_tokens=max_tokens,
+        n_texts=3,
+        text_chars=500,
+    )
     assert max(n_tokens(tokenizer, docs["document"].to_list())) <= max_tokens
 
 
@@ -229,29 +228,35 @@ def test_state_round_trip_reproduces_documents_for_new_customers(
     old, new = users[:250], users[250:]
     ev_old = small_data.events.filter(pl.col("user_id").is_in(old.implode()))
     ev_new = small_data.events.filter(pl.col("user_id").is_in(new.implode()))
-    builder = DocumentBuilder(max_tokens=96, n_items=4).fit(
-        ev_old, small_features.filter(pl.col("user_id").is_in(old.implode())), small_data.users
-    )
-    new_features = behaviour(ev_new)
-    expected = builder.transform(ev_new, new_features, small_data.users)
-    state = json.loads(json.dumps(builder.state()))
-    restored = DocumentBuilder.from_state(state)
+    recipe = DocumentRecipe(max_tokens=96, n_items=4, sections=("value", "items", "texts"))
+    recipe.fit(ev_old, small_data.users)
+    new_features, expected = recipe.transform(ev_new, small_data.users)
+    state = json.loads(json.dumps(recipe.state()))
+    restored = DocumentRecipe.from_state(state)
     assert restored.max_tokens == 96 and restored.n_items == 4
-    assert restored.transform(ev_new, new_features, small_data.users).equals(expected)
-    # the state is what was fitted: a builder fitted on the new customers differs
-    refitted = DocumentBuilder(max_tokens=96, n_items=4).fit(ev_new, new_features, small_data.users)
-    assert refitted.state() != builder.state()
+    assert restored.sections == ("value", "items", "texts")
+    assert restored.as_of_ == recipe.as_of_ and restored.median_gap_ == recipe.median_gap_
+    features, documents = restored.transform(ev_new, small_data.users)
+    assert features.equals(new_features)
+    assert documents.equals(expected)
+    # the state is what was fitted: a recipe fitted on the new customers differs
+    refitted = DocumentRecipe(max_tokens=96, n_items=4).fit(ev_new, small_data.users)
+    assert refitted.state() != recipe.state()
 
 
 def test_builder_errors(small_data: EventData, small_features: pl.DataFrame) -> None:
     with pytest.raises(SegmenterError, match=r"max_tokens=8 should be >= 16"):
-        DocumentBuilder(max_tokens=8).fit(small_data.events, small_features)
+        DocumentRecipe(max_tokens=8).fit(small_data.events)
     with pytest.raises(SegmenterError, match=r"n_items=-1 should be >= 0"):
-        DocumentBuilder(n_items=-1).fit(small_data.events, small_features)
+        DocumentRecipe(n_items=-1).fit(small_data.events)
     with pytest.raises(SegmenterError, match=r"tokenizer file '.*missing.json' does not exist"):
-        DocumentBuilder(tokenizer_path="missing.json").fit(small_data.events, small_features)
+        DocumentRecipe(tokenizer_path="missing.json").fit(small_data.events)
+    with pytest.raises(SegmenterError, match=r"sections: unknown section 'prices'; allowed: "):
+        DocumentRecipe(sections=("value", "prices")).fit(small_data.events)
     with pytest.raises(RuntimeError, match=r"not fitted"):
-        DocumentBuilder().transform(small_data.events, small_features)
+        DocumentRecipe().documents(small_data.events, small_features)
+    with pytest.raises(RuntimeError, match=r"not fitted"):
+        DocumentRecipe().transform(small_data.events)
 
 
 def test_sections_can_be_turned_off(small_data: EventData, small_features: pl.DataFrame) -> None:
@@ -346,8 +351,10 @@ def test_any_valid_events_give_one_document_and_feature_row_per_user(
     assert features["user_id"].to_list() == customers
     assert features.null_count().sum_horizontal().item() == 0
     assert not any(features[c].is_nan().any() for c in features.columns[1:])
-    builder = DocumentBuilder(max_tokens=48)
-    docs = builder.fit_transform(data.events, features, data.users)
+    builder = DocumentRecipe(max_tokens=48)
+    fitted_features, docs = builder.fit_transform(data.events, data.users)
+    # as of the last event (the default), plus a share column per channel
+    assert fitted_features.select(features.columns).equals(features)
     assert docs["user_id"].to_list() == customers
     assert docs["document"].null_count() == 0
     assert (docs["document"].str.len_chars() > 0).all()
@@ -361,13 +368,13 @@ def test_refit_replaces_everything_the_first_fit_learned(
     large-batch (polars) paths must both use the second fit."""
     events, users = small_data.events, small_data.users
     few = small_features.head(100)
-    builder = DocumentBuilder().fit(
-        events.filter(pl.col("user_id").is_in(few["user_id"].implode())), few, users
+    builder = DocumentRecipe().fit(
+        events.filter(pl.col("user_id").is_in(few["user_id"].implode())), users
     )
-    builder.transform(events, small_features.head(40), users)  # a polars-path batch
-    builder.fit(events, small_features, users)
-    fresh = DocumentBuilder().fit(events, small_features, users)
+    builder.documents(events, small_features.head(40), users)  # a polars-path batch
+    builder.fit(events, users)
+    fresh = DocumentRecipe().fit(events, users)
     some = small_features.slice(200, 3)
-    assert builder.transform(events, some, users).equals(fresh.transform(events, some, users))
+    assert builder.documents(events, some, users).equals(fresh.documents(events, some, users))
     big = small_features.slice(200, 40)
-    assert builder.transform(events, big, users).equals(fresh.transform(events, big, users))
+    assert builder.documents(events, big, users).equals(fresh.documents(events, big, users))

@@ -59,11 +59,9 @@ def stage_times(model: Segmenter, events: pl.DataFrame, users: pl.DataFrame) -> 
 
     data: EventData = load_events(events, users=users)
     lap("load_events")
-    last = data.events["timestamp"].max()
-    as_of = max(model.as_of_, last)  # type: ignore[type-var]
-    features = model._features(data, as_of)  # type: ignore[arg-type]
+    features = model.recipe_.features(data.events)
     lap("features")
-    documents = model.builder_.transform(data.events, features, data.users)
+    documents = model.recipe_.documents(data.events, features, data.users)
     lap("documents")
     emb, _ = embed_documents(model._encoder(), documents["document"].to_list(), model.cache)
     lap("embed")

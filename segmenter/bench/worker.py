@@ -50,15 +50,15 @@ def rss_mib() -> float:
 
 def _documents(data: EventData, max_tokens: int) -> tuple[list[str], float, float]:
     """The pipeline's documents of ``data`` and the seconds of its feature and document stages."""
-    from segmenter.documents import DocumentBuilder
-    from segmenter.features import behaviour, top_channels
+    from segmenter.documents import DocumentRecipe
 
     start = time.perf_counter()
-    # as the pipeline: as of the last event (the default of ``behaviour``)
-    features = behaviour(data.events, channels=top_channels(data.events))
+    # as the pipeline: as of the last event
+    recipe = DocumentRecipe(max_tokens=max_tokens)
+    features = recipe.fit_features(data.events)
     middle = time.perf_counter()
-    builder = DocumentBuilder(max_tokens=max_tokens).fit(data.events, features, data.users)
-    docs = builder.transform(data.events, features, data.users)["document"].to_list()
+    recipe.fit_documents(data.events, features, data.users)
+    docs = recipe.documents(data.events, features, data.users)["document"].to_list()
     return docs, middle - start, time.perf_counter() - middle
 
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from segmenter import io
 from segmenter.classify import baselines
-from segmenter.classify.documents import DocumentRecipe, encoder_tokenizer
+from segmenter.classify.documents import encoder_tokenizer
 from segmenter.classify.labels import check_classes, match_users
 from segmenter.classify.metrics import classification_metrics
 from segmenter.classify.model import CustomerClassifier
@@ -30,6 +30,7 @@ from segmenter.classify.persistence import ENCODER_DIR
 from segmenter.classify.report import render_metrics_html
 from segmenter.classify.split import stratified_split
 from segmenter.data import EventData
+from segmenter.documents import DocumentRecipe
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class CustomerModel:
             ``user_id``, ``label``, ``probability`` (of that label) and one ``prob_<class>``
             column per class, one row per customer, sorted by user_id.
         """
-        _, documents = self.recipe.build(data)
+        # as the training customers: their as_of, channels and gap between orders
+        _, documents = self.recipe.transform(data.events, data.users)
         documents = documents.sort("user_id")
         proba = self.classifier.predict_proba(documents["document"].to_list())
         return predictions_frame(documents["user_id"], proba, self.classifier.classes_)
@@ -138,12 +140,10 @@ def train_on_events(
     classifier.check_params()
     if not 0 < test_fraction <= 0.5:
         raise SegmenterError(f"test_fraction={test_fraction!r} should be in (0, 0.5]")
-    recipe, features, documents = DocumentRecipe.fit(
-        data,
-        max_tokens=max_tokens,
-        tokenizer_path=encoder_tokenizer(classifier.encoder),
-        as_of=as_of,
+    recipe = DocumentRecipe(
+        max_tokens=max_tokens, tokenizer_path=encoder_tokenizer(classifier.encoder)
     )
+    features, documents = recipe.fit_transform(data.events, data.users, as_of=as_of)
     matched = match_users(labels, documents["user_id"], source=source)
     # polars joins do not promise an order: sort so that the split is reproducible
     table = documents.join(features, on="user_id").join(matched.frame, on="user_id").sort("user_id")
@@ -187,7 +187,7 @@ def train_on_events(
             "n_steps": classifier.n_steps_,
             "probe_c": classifier.probe_c_,
         },
-        "documents": {"max_tokens": max_tokens, "channels": list(recipe.channels)},
+        "documents": {"max_tokens": max_tokens, "channels": list(recipe.channels_)},
     }
     return TrainingRun(CustomerModel(classifier, recipe), metrics)
 

@@ -1,4 +1,5 @@
-"""The plain-Python documents of a few customers equal the polars plan's, byte for byte."""
+"""Facts -> documents: the plain-Python facts of a few customers equal the polars plan's, field
+for field, so that the one renderer writes the same documents byte for byte."""
 
 from __future__ import annotations
 
@@ -14,19 +15,23 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from segmenter import docsmall
+from segmenter import documents as documents_module
+from segmenter import facts_python, textops
 from segmenter.data import EventData, load_events
-from segmenter.docsmall import PolarsOnly, python_documents, small_documents
-from segmenter.documents import SMALL_BATCH, DocumentBuilder
+from segmenter.documents import SMALL_BATCH, DocumentRecipe
+from segmenter.facts import FEATURES, facts_frame
+from segmenter.facts_python import PolarsOnly, python_facts
 from segmenter.features import behaviour
 from segmenter.privacy import mask as polars_mask
+from segmenter.privacy import mask_python
+from segmenter.vocabulary import DAYPARTS
 
 #: no document is cut: the comparison sees every character that was built
 UNCUT = 100_000
 
 
 @pytest.fixture(scope="module")
-def builders(small_data: EventData, small_features: pl.DataFrame) -> list[DocumentBuilder]:
+def builders(small_data: EventData, small_features: pl.DataFrame) -> list[DocumentRecipe]:
     fitted = []
     for params in (
         {"max_tokens": UNCUT},
@@ -34,18 +39,45 @@ def builders(small_data: EventData, small_features: pl.DataFrame) -> list[Docume
         {"max_tokens": UNCUT, "n_items": 0, "n_categories": 0, "n_texts": 0},
         {},  # the default budget of 128 tokens: cut documents
     ):
-        builder = DocumentBuilder(**params)  # type: ignore[arg-type]
-        fitted.append(builder.fit(small_data.events, small_features, small_data.users))
+        builder = DocumentRecipe(**params)  # type: ignore[arg-type]
+        builder.fit_features(small_data.events)
+        fitted.append(builder.fit_documents(small_data.events, small_features, small_data.users))
     return fitted
 
 
+def _frame(builder: DocumentRecipe, facts: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            pl.Series("user_id", [f["user_id"] for f in facts], dtype=pl.String),
+            pl.Series("document", builder.render(facts), dtype=pl.String),
+        ]
+    )
+
+
 def polars_docs(
-    builder: DocumentBuilder,
+    builder: DocumentRecipe,
     events: pl.DataFrame,
     features: pl.DataFrame,
     users: pl.DataFrame | None,
 ) -> pl.DataFrame:
-    return builder._transform_polars(events, features, users)
+    """The documents rendered from the polars plan's facts."""
+    return _frame(
+        builder, list(facts_frame(builder, events, features, users).iter_rows(named=True))
+    )
+
+
+def python_documents(
+    builder: DocumentRecipe,
+    events: pl.DataFrame,
+    features: pl.DataFrame,
+    users: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """The documents rendered from the plain-Python facts, which equal the polars facts."""
+    facts = python_facts(builder, events, features, users)
+    if features.height and facts:
+        expected = facts_frame(builder, events, features, users).rows(named=True)
+        assert facts == expected
+    return _frame(builder, facts)
 
 
 def assert_same(got: pl.DataFrame, expected: pl.DataFrame) -> None:
@@ -61,7 +93,7 @@ def assert_same(got: pl.DataFrame, expected: pl.DataFrame) -> None:
 
 @pytest.mark.parametrize("which", [0, 1, 2, 3])
 def test_each_customer_alone_gets_its_batch_document(
-    builders: list[DocumentBuilder],
+    builders: list[DocumentRecipe],
     small_data: EventData,
     small_features: pl.DataFrame,
     which: int,
@@ -80,13 +112,13 @@ def test_each_customer_alone_gets_its_batch_document(
 
 
 def test_customers_in_threes_keep_the_features_order(
-    builders: list[DocumentBuilder],
+    builders: list[DocumentRecipe],
     small_data: EventData,
     small_features: pl.DataFrame,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the whole events and users tables, narrowed by polars first
-    monkeypatch.setattr(docsmall, "_NARROW_ROWS", 0)
+    monkeypatch.setattr(facts_python, "NARROW_ROWS", 0)
     builder = builders[1]
     shuffled = small_features.sample(fraction=1.0, shuffle=True, seed=5)
     for start in range(0, shuffled.height, 3):
@@ -97,7 +129,7 @@ def test_customers_in_threes_keep_the_features_order(
 
 
 def test_transform_takes_the_python_path_for_small_batches(
-    builders: list[DocumentBuilder],
+    builders: list[DocumentRecipe],
     small_data: EventData,
     small_features: pl.DataFrame,
     monkeypatch: pytest.MonkeyPatch,
@@ -110,17 +142,17 @@ def test_transform_takes_the_python_path_for_small_batches(
     def no_polars(*args: object) -> pl.DataFrame:
         raise AssertionError("the polars plan ran for a small batch")
 
-    monkeypatch.setattr(builder, "_transform_polars", no_polars)
-    assert_same(builder.transform(small_data.events, few, small_data.users), expected)
-    assert_same(builder.transform(small_data.events, few.head(0), small_data.users), nothing)
+    monkeypatch.setattr(documents_module, "facts_frame", no_polars)
+    assert_same(builder.documents(small_data.events, few, small_data.users), expected)
+    assert_same(builder.documents(small_data.events, few.head(0), small_data.users), nothing)
     monkeypatch.undo()
 
     def no_python(*args: object) -> pl.DataFrame:
         raise AssertionError("the python path ran for a large batch")
 
-    monkeypatch.setattr(docsmall, "small_documents", no_python)
+    monkeypatch.setattr(documents_module, "python_facts", no_python)
     more = small_features.head(SMALL_BATCH + 1)
-    assert builder.transform(small_data.events, more, small_data.users).height == SMALL_BATCH + 1
+    assert builder.documents(small_data.events, more, small_data.users).height == SMALL_BATCH + 1
 
 
 # -- adversarial customers ----------------------------------------------------------------------
@@ -200,11 +232,11 @@ ratings = st.one_of(
 
 
 @st.composite
-def feature_rows(draw: st.DrawFn, builder: DocumentBuilder) -> dict[str, float]:
+def feature_rows(draw: st.DrawFn, builder: DocumentRecipe) -> dict[str, float]:
     row: dict[str, float] = {}
     for column, edges in builder.edges_.items():
         row[column] = draw(st.one_of(st.sampled_from([0.0, 1.0, *edges]), st.floats(0.0, 3000.0)))
-    for column in docsmall.DAYPARTS:
+    for column in DAYPARTS:
         row[column] = draw(st.sampled_from([0.0, 0.25, 0.5, 0.7, 1.0]))
     row["share_weekend"] = draw(st.sampled_from([0.0, 0.15, 0.3, 0.5, 0.9]))
     row["n_reviews"] = draw(st.sampled_from([0.0, 1.0, 3.0]))
@@ -214,8 +246,8 @@ def feature_rows(draw: st.DrawFn, builder: DocumentBuilder) -> dict[str, float]:
 
 @st.composite
 def customers(
-    draw: st.DrawFn, builders: list[DocumentBuilder]
-) -> tuple[DocumentBuilder, pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+    draw: st.DrawFn, builders: list[DocumentRecipe]
+) -> tuple[DocumentRecipe, pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
     builder = draw(st.sampled_from(builders))
     rows = draw(st.lists(event, max_size=40))
     if rows:  # the same event twice (a text, an item or a channel repeated)
@@ -224,8 +256,8 @@ def customers(
     ids = draw(st.permutations(["u0", "u1", "u2"]))[: draw(st.integers(1, 3))]
     values = [draw(feature_rows(builder)) for _ in ids]
     features = pl.DataFrame(
-        {"user_id": ids} | {c: [v[c] for v in values] for c in docsmall._FEATURES},
-        schema={"user_id": pl.String} | dict.fromkeys(docsmall._FEATURES, pl.Float64),
+        {"user_id": ids} | {c: [v[c] for v in values] for c in FEATURES},
+        schema={"user_id": pl.String} | dict.fromkeys(FEATURES, pl.Float64),
     )
     users = None
     if draw(st.booleans()):
@@ -247,7 +279,7 @@ def customers(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(data=st.data())
-def test_adversarial_customers(data: st.DataObject, builders: list[DocumentBuilder]) -> None:
+def test_adversarial_customers(data: st.DataObject, builders: list[DocumentRecipe]) -> None:
     builder, events, features, users = data.draw(customers(builders))
     expected = polars_docs(builder, events, features, users)
     assert_same(python_documents(builder, events, features, users), expected)
@@ -258,7 +290,7 @@ def test_adversarial_customers(data: st.DataObject, builders: list[DocumentBuild
     [["search"] * 3, ["view"] * 4, [], ["return"] * 2, [None, None], ["view", "search", None]],
 )
 def test_customers_with_few_kinds_of_events(
-    builders: list[DocumentBuilder], small_features: pl.DataFrame, kinds: list[str | None]
+    builders: list[DocumentRecipe], small_features: pl.DataFrame, kinds: list[str | None]
 ) -> None:
     rows = [
         ("u0", T0 + timedelta(minutes=i), kind, f"i{i}", None, "Books", TEXTS[i], "web")
@@ -282,7 +314,7 @@ def test_customers_with_few_kinds_of_events(
 )
 @pytest.mark.parametrize("kind", ["search", "review"])
 def test_texts_newest_first_each_once(
-    builders: list[DocumentBuilder],
+    builders: list[DocumentRecipe],
     small_features: pl.DataFrame,
     texts: list[tuple[str, int | None]],
     kind: str,
@@ -317,7 +349,7 @@ def _share_events(counts: dict[str, int]) -> pl.DataFrame:
     ],
 )
 def test_category_shares_round_half_to_even(
-    builders: list[DocumentBuilder], small_features: pl.DataFrame, counts: dict[str, int]
+    builders: list[DocumentRecipe], small_features: pl.DataFrame, counts: dict[str, int]
 ) -> None:
     builder = builders[1]
     features = small_features.head(1).with_columns(pl.lit("u0").alias("user_id"))
@@ -335,7 +367,7 @@ def test_category_shares_round_half_to_even(
 @example(text="2021-05-03 12:30 then 2021/5/3 and 03.05.2021\n")
 @example(text="123456789\n")
 def test_mask_equals_polars_mask(text: str) -> None:
-    assert docsmall.mask(text) == polars_mask(text)
+    assert mask_python(text) == polars_mask(text)
 
 
 @settings(max_examples=300, deadline=None)
@@ -345,7 +377,7 @@ def test_mask_equals_polars_mask(text: str) -> None:
 @example(mean=999999999999.95)
 def test_rating_equals_polars_round_and_cast(mean: float) -> None:
     polars = pl.Series([mean]).round(1).cast(pl.String).item()
-    assert docsmall._rating(mean) == f"Rates {polars} on average."
+    assert textops.round_rating(mean) == polars
 
 
 def test_character_classes_equal_polars_on_every_code_point() -> None:
@@ -353,9 +385,9 @@ def test_character_classes_equal_polars_on_every_code_point() -> None:
     chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
     s = pl.Series(chars, dtype=pl.String)
     whitespace = {c for c, w in zip(chars, s.str.contains(r"^\s$"), strict=True) if w}
-    assert whitespace == set(docsmall.WHITESPACE)
+    assert whitespace == set(textops.WHITESPACE)
     stripped = {c for c, e in zip(chars, s.str.strip_chars() == "", strict=True) if e}
-    assert stripped == set(docsmall.WHITESPACE)
+    assert stripped == set(textops.WHITESPACE)
     known = [unicodedata.category(c) != "Cn" for c in chars]
     digit = re.compile(r"\d")
     polars_digits = s.str.contains(r"^\d$").to_list()
@@ -366,10 +398,10 @@ def test_character_classes_equal_polars_on_every_code_point() -> None:
             assert c.lower() == low, hex(ord(c))
         elif low != c:  # polars knows better: the python path must refuse it
             with pytest.raises(PolarsOnly):
-                docsmall._lower(c)
+                textops.lower(c)
         elif d:
             with pytest.raises(PolarsOnly):
-                docsmall.mask(c)
+                mask_python(c)
 
 
 # -- corners left to polars --------------------------------------------------------------------
@@ -444,7 +476,7 @@ def _corner_cases(
     ],
 )
 def test_corners_take_the_polars_plan(
-    builders: list[DocumentBuilder],
+    builders: list[DocumentRecipe],
     small_data: EventData,
     small_features: pl.DataFrame,
     corner: str,
@@ -459,9 +491,9 @@ def test_corners_take_the_polars_plan(
         expected = polars_docs(builder, events, features, users)
     except Exception as error:  # the same error as the polars plan
         with pytest.raises(type(error)):
-            small_documents(builder, events, features, users)
+            builder.documents(events, features, users)
         return
-    assert small_documents(builder, events, features, users).equals(expected)
+    assert builder.documents(events, features, users).equals(expected)
 
 
 # -- real data ---------------------------------------------------------------------------------
@@ -473,7 +505,9 @@ def test_online_retail_customers_alone_get_their_batch_documents(
     path = require_shared("online_retail/online_retail.csv.gz")
     data = load_events(path, preset="online-retail", drop_invalid=True)
     features = behaviour(data.events)
-    builder = DocumentBuilder(max_tokens=UNCUT).fit(data.events, features, data.users)
+    builder = DocumentRecipe(max_tokens=UNCUT)
+    builder.fit_features(data.events)
+    builder.fit_documents(data.events, features, data.users)
     picked = random.Random(0).sample(features["user_id"].to_list(), 200)
     some = features.filter(pl.col("user_id").is_in(picked))
     expected = dict(polars_docs(builder, data.events, some, data.users).iter_rows())
