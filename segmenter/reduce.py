@@ -130,8 +130,9 @@ class Reducer:
             dims = min(self.pca_dims, n - 1)
             pca = PCA(dims, svd_solver="randomized", random_state=self.random_state)
             pca.fit(X.astype(np.float32))
-            self.pca_mean_ = np.asarray(pca.mean_, dtype=np.float32)
-            self.pca_components_ = np.asarray(pca.components_, dtype=np.float32)
+            # C-contiguous, as they load back: the same arithmetic before and after saving
+            self.pca_mean_ = np.ascontiguousarray(pca.mean_, dtype=np.float32)
+            self.pca_components_ = np.ascontiguousarray(pca.components_, dtype=np.float32)
         Z = self.pca_transform(X)  # the same arithmetic as for new points
         self.umap_: NeighbourEmbedding | None = None
         self.sampled_ = False
