@@ -124,23 +124,26 @@ class Reducer:
         self.n_fit_ = n
         self.pca_mean_: np.ndarray | None = None
         self.pca_components_: np.ndarray | None = None
+        Z = X.astype(np.float32)
         if self.pca_dims and self.pca_dims < X.shape[1]:
             from sklearn.decomposition import PCA
 
             dims = min(self.pca_dims, n - 1)
             pca = PCA(dims, svd_solver="randomized", random_state=self.random_state)
-            pca.fit(X.astype(np.float32))
+            Z = pca.fit_transform(Z).astype(np.float32)
             # C-contiguous, as they load back: the same arithmetic before and after saving
             self.pca_mean_ = np.ascontiguousarray(pca.mean_, dtype=np.float32)
             self.pca_components_ = np.ascontiguousarray(pca.components_, dtype=np.float32)
-        Z = self.pca_transform(X)  # the same arithmetic as for new points
         self.umap_: NeighbourEmbedding | None = None
         self.sampled_ = False
         if self.umap_dims:
-            Z = self._fit_umap(Z)
+            Z = self._fit_umap(Z, self.pca_transform(X))
         return np.ascontiguousarray(Z, dtype=np.float32)
 
-    def _fit_umap(self, Z: np.ndarray) -> np.ndarray:
+    def _fit_umap(self, Z: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+        """Fit UMAP on ``Z`` (or a sample); keep as anchors the same points as
+        :meth:`pca_transform` computes them for new data, so that a training customer placed
+        again finds itself at distance 0 and gets its fitted coordinates back."""
         n = len(Z)
         rng = np.random.default_rng(self.random_state)
         idx = np.arange(n)
@@ -152,10 +155,10 @@ class Reducer:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs.*")
             coords = np.asarray(umap.fit_transform(Z[idx]), dtype=np.float32)
-        self.umap_ = NeighbourEmbedding(Z[idx], coords, min(TRANSFORM_NEIGHBOURS, len(idx)))
+        self.umap_ = NeighbourEmbedding(anchors[idx], coords, min(TRANSFORM_NEIGHBOURS, len(idx)))
         if not self.sampled_:
             return coords
-        out = self.umap_.transform(Z)
+        out = self.umap_.transform(anchors)
         out[idx] = coords
         return out
 
