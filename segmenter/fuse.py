@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -62,6 +63,20 @@ class FeatureScaler:
         """Standardized features, ndarray of shape (n_users, n_columns), float32."""
         z = (self._raw(features) - self.mean_) / self.scale_
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Parameters (JSON) and fitted arrays: mean and scale, each of shape (n_columns,)."""
+        params = {"columns": list(self.columns), "clip": self.clip}
+        return params, {"mean": self.mean_, "scale": self.scale_}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> FeatureScaler:
+        """Rebuild a fitted scaler from :meth:`get_state`'s output (shapes are checked)."""
+        self = cls([str(c) for c in params["columns"]], clip=float(params["clip"]))
+        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
+        if not self.mean_.shape == self.scale_.shape == (len(self.columns),):
+            raise ValueError(f"mean/scale shapes do not match {len(self.columns)} columns")
+        return self
 
 
 def feature_factor(embeddings: np.ndarray, n_features: int, feature_weight: float) -> float:

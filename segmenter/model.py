@@ -8,7 +8,6 @@ in a folder.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from segmenter import __version__
+from segmenter import __version__, io
 from segmenter.checks import check_enough
 from segmenter.cluster import DensityClusterer, KMeansClusterer, select_k
 from segmenter.config import SegmenterConfig
@@ -34,12 +33,14 @@ from segmenter.embed import (
 )
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler, feature_factor, fuse
+from segmenter.persist import FORMAT, MODEL_FILE, load_stage, read_model_file, save_stage
 from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "segmenter.json"
+#: fitted stages saved as data, each ``self.<name>_`` (see :mod:`segmenter.persist`)
+STAGES = ("scaler", "reducer", "map", "clusterer")
 # what _segment fits: restored when the deep head's segments are not kept
 SEGMENT_STATE = ("feature_factor_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
 
@@ -313,9 +314,12 @@ class Segmenter:
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the fitted model into the folder ``path`` (created; contents replaced)."""
-        import joblib
+        """Write the fitted model into the folder ``path`` (created; files replaced).
 
+        Data only: ``segmenter.json`` (format, parameters, each stage's parameters and array
+        files) and one ``.npy`` per fitted array; a fine-tuned encoder goes to ``encoder/``
+        as safetensors. Loading it runs no code from the folder.
+        """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         encoder = self._encoder()
@@ -325,27 +329,20 @@ class Segmenter:
             encoder_ref = {"path": "encoder", "identity": folder_identity(str(folder / "encoder"))}
         else:
             encoder_ref["path"] = self.config_.encoder or DEFAULT_ENCODER
+        stages = {name: getattr(self, f"{name}_") for name in STAGES}
         state = {
-            "format": 1,
+            "format": FORMAT,
             "segmenter_version": __version__,
             "config": self.config_.to_dict(),
             "documents": self.recipe_.state(),
-            "scaler": {
-                "columns": list(self.scaler_.columns),
-                "clip": self.scaler_.clip,
-                "mean": self.scaler_.mean_.tolist(),
-                "scale": self.scaler_.scale_.tolist(),
-            },
             "feature_factor": self.feature_factor_,
             "encoder": encoder_ref,
             "k": self.k_,
             "segment_names": {str(k): v for k, v in self.segment_names_.items()},
+            "clusterer_kind": type(self.clusterer_).__name__,
+            "stages": {name: save_stage(folder, name, stage) for name, stage in stages.items()},
         }
-        joblib.dump(
-            {"reducer": self.reducer_, "map": self.map_, "clusterer": self.clusterer_},
-            folder / "stages.joblib",
-        )
-        (folder / MODEL_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        io.write_json(state, folder / MODEL_FILE)  # last: a model file names complete arrays
 
     @classmethod
     def load(
@@ -357,36 +354,25 @@ class Segmenter:
         device: str = "auto",
         progress: bool = True,
     ) -> Segmenter:
-        """Load a model folder written by :meth:`save` (it unpickles: trust its source)."""
-        import joblib
-
+        """Load a model folder written by :meth:`save`; it reads data only (JSON, ``.npy``)."""
         folder = Path(path)
-        if not (folder / MODEL_FILE).is_file():
-            raise SegmenterError(f"--model: '{folder}' is not a segmenter model (no {MODEL_FILE})")
-        state = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
-        config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
-        self = cls(config, encoder=encoder, cache=cache, progress=progress)
-        self.config_ = config
-        self.recipe_ = DocumentRecipe.from_state(state["documents"])
-        sc = state["scaler"]
-        self.scaler_ = FeatureScaler(sc["columns"], clip=sc["clip"])
-        self.scaler_.mean_, self.scaler_.scale_ = np.array(sc["mean"]), np.array(sc["scale"])
-        self.feature_factor_ = float(state["feature_factor"])
-        self.k_ = int(state["k"])
-        self.segment_names_ = {int(k): v for k, v in state["segment_names"].items()}
-        stages = joblib.load(folder / "stages.joblib")
-        self.reducer_, self.map_, self.clusterer_ = (
-            stages["reducer"],
-            stages["map"],
-            stages["clusterer"],
-        )
+        state = read_model_file(folder)
+        try:
+            self = cls._from_state(state, folder, encoder, cache, device, progress)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, SegmenterError):
+                raise
+            raise SegmenterError(
+                f"--model: '{folder / MODEL_FILE}' is damaged ({type(exc).__name__}: {exc}); "
+                f"re-fit the model"
+            ) from None
         ref = state["encoder"]
         if self.encoder is None:
             model_path = folder / ref["path"] if ref["path"] == "encoder" else ref["path"]
             self.encoder = SentenceTransformerEncoder(
                 None if model_path == DEFAULT_ENCODER else model_path,
                 device=device,
-                batch_size=config.batch_size,
+                batch_size=self.config_.batch_size,
                 show_progress=progress,
             )
         if self.encoder.identity != ref["identity"]:
@@ -396,5 +382,34 @@ class Segmenter:
                 self.encoder.identity,
                 ref["identity"],
             )
+        return self
+
+    @classmethod
+    def _from_state(
+        cls,
+        state: dict[str, Any],
+        folder: Path,
+        encoder: Encoder | None,
+        cache: EmbeddingCache | None,
+        device: str,
+        progress: bool,
+    ) -> Segmenter:
+        config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
+        self = cls(config, encoder=encoder, cache=cache, progress=progress)
+        self.config_ = config
+        self.recipe_ = DocumentRecipe.from_state(state["documents"])
+        self.feature_factor_ = float(state["feature_factor"])
+        self.k_ = int(state["k"])
+        self.segment_names_ = {int(k): v for k, v in state["segment_names"].items()}
+        kinds = {"KMeansClusterer": KMeansClusterer, "DensityClusterer": DensityClusterer}
+        if state["clusterer_kind"] not in kinds:
+            raise ValueError(
+                f"clusterer_kind {state['clusterer_kind']!r} is not one of {list(kinds)}"
+            )
+        classes = {"scaler": FeatureScaler, "reducer": Reducer, "map": Reducer}
+        classes["clusterer"] = kinds[state["clusterer_kind"]]
+        for name in STAGES:
+            stage = load_stage(folder, name, state["stages"].get(name), classes[name])
+            setattr(self, f"{name}_", stage)
         self.timings_ = {}
         return self
