@@ -1,18 +1,20 @@
 """Measure what the project is for: segment quality on real data, recovery, speed, memory.
 
     python -m pipelines.benchmark                      # quick suite (< 10 min, warm cache)
-    python -m pipelines.benchmark --suite full         # + 100k customers, sweep, hooks
+    python -m pipelines.benchmark --suite full         # + 100k customers, sweep, classify, deep
     python -m pipelines.benchmark --cold-cache         # the time of a first run
     python -m pipelines.benchmark --from-json reports/benchmarks/2026-11-29-quick.json
 
-Writes reports/benchmarks/<date>-<suite>.json and rewrites the suite's section of
-BENCHMARKS.md from that JSON (the smoke suite, for tests, leaves BENCHMARKS.md alone unless
---markdown is given).
+Runs the top-level benchmarks/ package of a repository checkout (not installed with the
+library: run from the repository root). Writes reports/benchmarks/<date>-<suite>.json and
+rewrites the suite's section of BENCHMARKS.md from that JSON (the smoke suite, for tests,
+leaves BENCHMARKS.md alone unless --markdown is given).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -61,9 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """Run a suite (or re-render a result), write the JSON, update BENCHMARKS.md."""
     from segmenter import io
-    from segmenter.bench.context import SIZES, SUITES, BenchCache, BenchContext
-    from segmenter.bench.report import update_markdown
-    from segmenter.bench.suite import result_path, run_suite
+
+    if importlib.util.find_spec("benchmarks") is None:
+        raise SegmenterError(
+            "benchmarks: the package is not importable here; run python -m pipelines.benchmark "
+            "from the root of a checkout of the repository (it is not installed with segmenter)"
+        )
+    from benchmarks.context import SIZES, SUITES, BenchCache, BenchContext
+    from benchmarks.markdown import update_markdown
+    from benchmarks.suite import result_path, run_suite
 
     markdown = Path(args.markdown) if args.markdown else DEFAULT_MARKDOWN
     if args.from_json is not None:

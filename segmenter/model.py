@@ -86,13 +86,20 @@ class Segmenter:
 
     # -- helpers -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
+    def _stage(self, name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+        """Time a stage: into ``timings_`` (fit; seconds summed and rounded to ms, logged at
+        INFO) or into ``timings`` (one transform/predict call; exact seconds, logged at DEBUG
+        since a service places customers one at a time)."""
+        level = logging.INFO if timings is None else logging.DEBUG
         start = time.perf_counter()
-        logger.info("stage %s ...", name)
+        logger.log(level, "stage %s ...", name)
         yield
         seconds = time.perf_counter() - start
-        self.timings_[name] = round(self.timings_.get(name, 0.0) + seconds, 3)
-        logger.info("stage %s done in %.1fs", name, seconds)
+        if timings is None:
+            self.timings_[name] = round(self.timings_.get(name, 0.0) + seconds, 3)
+        else:
+            timings[name] = timings.get(name, 0.0) + seconds
+        logger.log(level, "stage %s done in %.1fs", name, seconds)
 
     def _encoder(self) -> Encoder:
         if self.encoder is None:
@@ -275,17 +282,55 @@ class Segmenter:
         )
 
     # -- using -------------------------------------------------------------------------------
+    #: Stages a :meth:`predict` call records in ``last_timings_``, in order (:meth:`transform`
+    #: records the first five).
+    PREDICT_STAGES = ("features", "documents", "embed", "fuse", "reduce", "cluster", "map")
+
     def transform(self, data: EventData) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
-        """Features, documents and reduced coordinates of (new) customers."""
+        """Features, documents and reduced coordinates of (new) customers.
+
+        Records the seconds of each stage of the call in ``last_timings_`` (a dict: features,
+        documents, embed, fuse, reduce), replaced by each call.
+
+        Returns
+        -------
+        features : polars.DataFrame
+            One row per customer: user_id and the behaviour features.
+        documents : polars.DataFrame
+            One row per customer, its text in the ``document`` column.
+        reduced : ndarray of shape (n_users, n_dims)
+            The space the segments live in.
+        """
+        timings: dict[str, float] = {}
+        out = self._transform(data, timings)
+        self.last_timings_ = timings
+        return out
+
+    def _transform(
+        self, data: EventData, timings: dict[str, float]
+    ) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
         if not hasattr(self, "clusterer_"):
             raise RuntimeError("Segmenter is not fitted; call fit or load first")
-        features, documents = self.recipe_.transform(data.events, data.users)
-        emb, _ = embed_documents(self._encoder(), documents["document"].to_list(), self.cache)
-        fused = fuse(emb, self.scaler_.transform(features), self.feature_factor_)
-        return features, documents, self.reducer_.transform(fused)
+        with self._stage("features", timings):
+            features = self.recipe_.features(data.events)
+        with self._stage("documents", timings):
+            documents = self.recipe_.documents(data.events, features, data.users)
+        with self._stage("embed", timings):
+            texts = documents["document"].to_list()
+            emb, _ = embed_documents(self._encoder(), texts, self.cache)
+        with self._stage("fuse", timings):
+            fused = fuse(emb, self.scaler_.transform(features), self.feature_factor_)
+        with self._stage("reduce", timings):
+            reduced = self.reducer_.transform(fused)
+        return features, documents, reduced
 
     def predict(self, data: EventData, *, map_coords: bool = True) -> pl.DataFrame:
         """Place customers in the fitted segments.
+
+        Records the seconds of each stage of the call in ``last_timings_``, a dict with the
+        keys of :attr:`PREDICT_STAGES` (``map`` is ~0 with ``map_coords=False``), replaced by
+        each call; what a latency benchmark or a service reads instead of timing the stages
+        itself. With calls overlapping on threads it holds the last call to finish.
 
         Parameters
         ----------
@@ -301,15 +346,19 @@ class Segmenter:
         polars.DataFrame
             user_id, segment, segment_name, confidence, distance, map_x, map_y.
         """
-        features, _, reduced = self.transform(data)
-        labels, confidence, distance = self.clusterer_.predict(reduced)
-        mapped = getattr(self.map_, "umap_", None) is not None
-        if not map_coords:
-            coords = np.full((len(reduced), 2), np.nan, dtype=np.float32)
-        elif mapped:
-            coords = self.map_.transform(reduced)
-        else:
-            coords = reduced[:, :2]
+        timings: dict[str, float] = {}
+        features, _, reduced = self._transform(data, timings)
+        with self._stage("cluster", timings):
+            labels, confidence, distance = self.clusterer_.predict(reduced)
+        with self._stage("map", timings):
+            mapped = getattr(self.map_, "umap_", None) is not None
+            if not map_coords:
+                coords = np.full((len(reduced), 2), np.nan, dtype=np.float32)
+            elif mapped:
+                coords = self.map_.transform(reduced)
+            else:
+                coords = reduced[:, :2]
+        self.last_timings_ = timings
         return self._assignments(features["user_id"], labels, confidence, distance, coords)
 
     # -- persistence -------------------------------------------------------------------------

@@ -3,9 +3,11 @@ inputs with a fake encoder (benchmarks themselves never run in the test suite)."
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import sys
-import types
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import benchmark
-from pipelines._cli import run_cli
-from segmenter.bench.context import SIZES, BenchCache, BenchContext
-from segmenter.bench.fake import HashingEncoder
-from segmenter.bench.metrics import (
+import benchmarks
+import segmenter
+from benchmarks.context import SIZES, BenchCache, BenchContext
+from benchmarks.fake import HashingEncoder
+from benchmarks.latency import assign_one, one_customer_frames
+from benchmarks.markdown import begin_marker, end_marker, render, update_markdown
+from benchmarks.metrics import (
     eta_squared,
     hit_rate,
     hungarian_accuracy,
@@ -27,23 +31,24 @@ from segmenter.bench.metrics import (
     taste_lift,
     top_items,
 )
-from segmenter.bench.report import begin_marker, end_marker, render, update_markdown
-from segmenter.bench.retail import (
+from benchmarks.retail import (
     evaluate,
     hdbscan_labels,
     labels_for_k,
     target_check,
     temporal_split,
 )
-from segmenter.bench.speed import compare_chains, encoder_overhead
-from segmenter.bench.suite import run_hook, run_suite
-from segmenter.bench.worker import changed_events
+from benchmarks.speed import compare_chains, encoder_overhead
+from benchmarks.suite import EXTRAS, run_extra, run_suite
+from benchmarks.worker import changed_events
+from pipelines import benchmark
+from pipelines._cli import run_cli
 from segmenter.config import SegmenterConfig
-from segmenter.data import EventData
+from segmenter.data import EventData, load_events
 from segmenter.errors import SegmenterError
 from segmenter.model import Segmenter
 
-FAKE = "segmenter.bench.fake:HashingEncoder"
+FAKE = "benchmarks.fake:HashingEncoder"
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -218,22 +223,96 @@ def test_cold_cache_ignores_old_vectors_but_fills_the_shared_folder(tmp_path: Pa
     assert stats == {"encoded": 0, "cached": 2} and warm.hits == 2
 
 
-# -- hooks -----------------------------------------------------------------------------------
-def test_hooks_skip_or_report_failures(ctx: BenchContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert run_hook(("segmenter.no_such_module", "run"), ctx)["status"] == "skipped"
-    module = types.ModuleType("fake_bench_hook")
-    monkeypatch.setitem(sys.modules, "fake_bench_hook", module)
-    assert "has no run()" in run_hook(("fake_bench_hook", "run"), ctx)["note"]
-
+# -- classification and deep clustering sections ---------------------------------------------
+def test_extras_report_failures_without_stopping(ctx: BenchContext) -> None:
     def broken(shared_data: Path, *, quick: bool, seed: int) -> dict[str, float]:
         raise RuntimeError("boom")
 
-    module.run = broken  # type: ignore[attr-defined]
-    out = run_hook(("fake_bench_hook", "run"), ctx)
+    out = run_extra("broken", broken, ctx)
     assert out["status"] == "failed" and "boom" in out["note"]
-    module.run = lambda shared_data, *, quick, seed: {"acc": 0.5, "quick": quick}  # type: ignore[attr-defined]
-    out = run_hook(("fake_bench_hook", "run"), ctx)
+    out = run_extra("fine", lambda shared_data, *, quick, seed: {"acc": 0.5, "quick": quick}, ctx)
     assert out["status"] == "ok" and out["result"] == {"acc": 0.5, "quick": True}
+    assert set(EXTRAS) == {"classification", "deep_clustering"}
+
+
+# -- benchmarks use the public API only ------------------------------------------------------
+def private_uses(source: str) -> list[str]:
+    """Private names of ``segmenter`` imported by ``source``, and private attributes it reads
+    of any object but its own (``self``/``cls``): what a benchmark must not depend on."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "segmenter":
+            module = node.module or ""
+            names = [a.name for a in node.names]
+            found += [f"{module}.{n}" for n in names if _private(n) or _private_path(module)]
+        elif isinstance(node, ast.Import):
+            found += [
+                a.name
+                for a in node.names
+                if a.name.split(".")[0] == "segmenter" and _private_path(a.name)
+            ]
+        elif isinstance(node, ast.Attribute) and _private(node.attr):
+            owner = ast.unparse(node.value)
+            if owner not in ("self", "cls"):
+                found.append(f"{owner}.{node.attr} (line {node.lineno})")
+    return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_path(module: str) -> bool:
+    return any(_private(part) for part in module.split("."))
+
+
+def test_private_uses_catches_what_it_should() -> None:
+    source = (
+        "from segmenter.cluster.deep import DeepConfig, _neighbours\n"
+        "import segmenter._hidden\n"
+        "from segmenter._impl import thing\n"
+        "def f(model, self):\n"
+        "    return model._features, self._own, model.__class__, model.timings_\n"
+    )
+    assert private_uses(source) == [
+        "segmenter.cluster.deep._neighbours",
+        "segmenter._hidden",
+        "segmenter._impl.thing",
+        "model._features (line 5)",
+    ]
+
+
+def test_benchmarks_import_only_public_names() -> None:
+    root = Path(benchmarks.__file__).parent
+    files = [*sorted(root.glob("*.py")), Path(benchmark.__file__)]
+    assert len(files) > 10
+    found = {f.name: private_uses(f.read_text(encoding="utf-8")) for f in files}
+    assert {name: uses for name, uses in found.items() if uses} == {}
+
+
+def test_benchmark_code_is_not_in_the_library() -> None:
+    library = Path(segmenter.__file__).parent
+    assert not (library / "bench").exists()
+    assert not (library / "classify" / "bench.py").exists()
+    uses = re.compile(r"^\s*(from|import) benchmarks\b", re.M)
+    assert not [f for f in library.rglob("*.py") if uses.search(f.read_text(encoding="utf-8"))]
+
+
+def test_predict_records_the_stage_timings_the_latency_section_reads(
+    small_data: EventData,
+) -> None:
+    config = SegmenterConfig(k=3, umap_dims=0, pca_dims=8)
+    model = Segmenter(config, encoder=HashingEncoder(64), progress=False).fit(small_data)
+    fit_timings = dict(model.timings_)
+    events, users = one_customer_frames(1, seed=3)[0]
+    start = time.perf_counter()
+    recorded = assign_one(model, events, users)
+    seconds = time.perf_counter() - start
+    assert list(recorded) == ["load_events", *Segmenter.PREDICT_STAGES]
+    assert all(v >= 0 for v in recorded.values()) and sum(recorded.values()) <= seconds
+    assert model.timings_ == fit_timings  # the fit's timings (run.json) stay the fit's
+    model.transform(load_events(events, users=users))
+    assert list(model.last_timings_) == list(Segmenter.PREDICT_STAGES[:5])
 
 
 # -- markdown --------------------------------------------------------------------------------
@@ -319,6 +398,18 @@ def test_cli_bad_options_are_one_line_exit_2(
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_without_the_benchmarks_package_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [m for m in sys.modules if m.split(".")[0] == "benchmarks"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "benchmarks", None)  # what an installed wheel sees
+    code = run_cli(benchmark.build_parser(), benchmark.main, ["--suite", "smoke", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "benchmarks: the package is not importable here" in err
 
 
 def test_cli_from_json_rerenders(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from segmenter.bench.fake import HashingEncoder
+from benchmarks.fake import HashingEncoder
 from segmenter.config import SegmenterConfig
 from segmenter.data import load_events
 from segmenter.model import Segmenter

@@ -312,7 +312,7 @@ def test_batches_group_anchors_with_distinctneighbours() -> None:
 
 
 def test_banking_benchmark_records_paired_seeds_curve_and_pipeline_path(tmp_path: Path) -> None:
-    from segmenter.bench.deep import KMEANS_SEEDS, banking_deep
+    from benchmarks.deep import KMEANS_SEEDS, banking_deep
 
     texts, truth = noisy_topics(96, seed=3)
     tsv = tmp_path / "intents.tsv"

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.fake import HashingEncoder
 from pipelines import report as report_cli
-from segmenter.bench.fake import HashingEncoder
 from segmenter.config import SegmenterConfig
 from segmenter.data import load_events
 from segmenter.errors import SegmenterError

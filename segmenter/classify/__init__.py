@@ -4,7 +4,7 @@
 ``save`` / ``load``); :func:`train_on_events` builds customer documents from events, holds
 out a stratified test split, trains, evaluates against two baselines and returns a
 :class:`TrainingRun` whose :class:`CustomerModel` classifies new customers; :func:`save_run`
-writes the model folder. The benchmark lives in :mod:`segmenter.classify.bench`.
+writes the model folder.
 """
 
 from __future__ import annotations

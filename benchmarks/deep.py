@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from segmenter.bench.metrics import hungarian_accuracy, recovery
-from segmenter.bench.recovery import BANKING_FILE, BANKING_K, planted_data, read_banking77
+from benchmarks.metrics import hungarian_accuracy, recovery
+from benchmarks.recovery import BANKING_FILE, BANKING_K, planted_data, read_banking77
 from segmenter.cluster import KMeansClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.embed import EmbeddingCache, SentenceTransformerEncoder
@@ -164,9 +164,9 @@ def retail_deep(
     path: Path, *, steps: int, seed: int, cache: EmbeddingCache | None = None
 ) -> dict[str, Any]:
     """Online Retail value validity and taste lift at k = 8, frozen vs deep."""
-    from segmenter.bench.retail import (
+    from benchmarks.retail import (
         CUTOFF,
-        _aligned,
+        aligned,
         evaluate,
         load_online_retail,
         temporal_split,
@@ -180,7 +180,7 @@ def retail_deep(
         ("deep", base.replace(deep=True, deep_options=DeepOptions(steps=steps))),
     ):
         model = Segmenter(config, cache=cache, progress=False).fit(split.calibration)
-        labels = _aligned(model, split, model.assignments_["segment"].to_numpy())
+        labels = aligned(model, split, model.assignments_["segment"].to_numpy())
         out[name] = evaluate(split, labels)
         out.update(_head_summary(model))
     return out

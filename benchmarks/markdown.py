@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from segmenter.bench.tables import (
+from benchmarks.tables import (
     f,
     render_latency,
     render_overhead,

@@ -1,6 +1,6 @@
 """Sweep of the discovery defaults on Online Retail (cached embeddings) and planted data.
 
-Each setting is scored at k = 8 like the default in :mod:`segmenter.bench.retail` (value and
+Each setting is scored at k = 8 like the default in :mod:`benchmarks.retail` (value and
 taste averaged over two seeds, stability between them) and by its ARI on planted archetypes.
 The recommendation is the setting that meets both targets (>= 95% of RFM's value validity
 and of text alone's taste lift) with the best planted ARI, or the one closest to the targets.
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from segmenter.bench.context import BenchContext
-from segmenter.bench.metrics import stability
-from segmenter.bench.recovery import planted_data, score_planted
-from segmenter.bench.retail import (
+from benchmarks.context import BenchContext
+from benchmarks.metrics import stability
+from benchmarks.recovery import planted_data, score_planted
+from benchmarks.retail import (
     CUTOFF,
     RETAIL_FILE,
     TARGET_K,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -10,40 +10,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from segmenter.bench.context import BenchContext, machine
-from segmenter.bench.latency import run_latency
-from segmenter.bench.recovery import run_banking, run_planted
-from segmenter.bench.report import result_name
-from segmenter.bench.retail import run_retail, span_cutoff, temporal_split
-from segmenter.bench.speed import encoder_overhead, run_speed
-from segmenter.bench.sweep import GRID, SWEEP_PLANTED, run_sweep
+from benchmarks.classification import run_classification_benchmark
+from benchmarks.context import BenchContext, machine
+from benchmarks.deep import run_deep_benchmark
+from benchmarks.latency import run_latency
+from benchmarks.markdown import result_name
+from benchmarks.recovery import run_banking, run_planted
+from benchmarks.retail import run_retail, span_cutoff, temporal_split
+from benchmarks.speed import encoder_overhead, run_speed
+from benchmarks.sweep import GRID, SWEEP_PLANTED, run_sweep
 from segmenter.data import EventData
 from segmenter.model import Segmenter
 
 logger = logging.getLogger(__name__)
 
-#: Hooks of other engineers' benchmarks: (module, function), each called as
+#: Benchmarks of the classifier and the deep head, each called as
 #: ``function(shared_data: Path, *, quick: bool, seed: int) -> dict``.
-CLASSIFICATION_HOOK = ("segmenter.classify.bench", "run_classification_benchmark")
-DEEP_CLUSTERING_HOOK = ("segmenter.bench.deep", "run_deep_benchmark")
+Extra = Callable[..., dict[str, Any]]
+EXTRAS: dict[str, Extra] = {
+    "classification": run_classification_benchmark,
+    "deep_clustering": run_deep_benchmark,
+}
 
 
-def run_hook(hook: tuple[str, str], ctx: BenchContext) -> dict[str, Any]:
-    """Call an optional benchmark of another module; skip with a note when absent or failing."""
-    module_name, function = hook
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        return {"status": "skipped", "note": f"{module_name} is not available ({exc})"}
-    runner: Callable[..., dict[str, Any]] | None = getattr(module, function, None)
-    if runner is None:
-        return {"status": "skipped", "note": f"{module_name} has no {function}() yet"}
+def run_extra(name: str, runner: Extra, ctx: BenchContext) -> dict[str, Any]:
+    """Call ``runner`` on the context's shared data; a failure becomes a note, not an abort."""
     start = time.perf_counter()
     try:
         result = runner(ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed)
-    except Exception as exc:  # another engineer's code: report, do not abort the suite
-        logger.exception("%s.%s failed", module_name, function)
-        return {"status": "failed", "note": f"{module_name}.{function} failed: {exc!r}"}
+    except Exception as exc:  # one section's failure should not lose the hours of the others
+        logger.exception("benchmark %s failed", name)
+        return {"status": "failed", "note": f"{name} failed: {exc!r}"}
     return {"status": "ok", "seconds": round(time.perf_counter() - start, 1), "result": result}
 
 
@@ -126,8 +123,8 @@ def run_suite(
         grid = GRID[: ctx.sizes.sweep_settings]
         timed("sweep", lambda: run_sweep(ctx, grid, split=split, planted_customers=planted_n))
     if ctx.sizes.extras:
-        timed("classification", lambda: run_hook(CLASSIFICATION_HOOK, ctx))
-        timed("deep_clustering", lambda: run_hook(DEEP_CLUSTERING_HOOK, ctx))
+        for name, runner in EXTRAS.items():
+            timed(name, functools.partial(run_extra, name, runner, ctx))
     result["seconds_total"] = round(time.perf_counter() - start, 1)
     return result
 

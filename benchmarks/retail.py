@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segmenter.bench.context import BenchContext
-from segmenter.bench.metrics import eta_squared, rank_eta_squared, stability, taste_lift
+from benchmarks.context import BenchContext
+from benchmarks.metrics import eta_squared, rank_eta_squared, stability, taste_lift
 from segmenter.cluster import DensityClusterer, KMeansClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData, load_events
@@ -208,7 +208,8 @@ def rfm_labels(features: pl.DataFrame, k: int, config: SegmenterConfig) -> np.nd
     return km.fit(X).labels_
 
 
-def _aligned(model: Segmenter, split: TemporalSplit, labels: np.ndarray) -> np.ndarray:
+def aligned(model: Segmenter, split: TemporalSplit, labels: np.ndarray) -> np.ndarray:
+    """``labels`` of the model's customers, put in the order of ``split.customers``."""
     order = model.features_["user_id"].to_list()
     if order != split.customers:
         position = {u: i for i, u in enumerate(order)}
@@ -250,16 +251,13 @@ def score_systems(
             model = fit_pipeline(split.calibration, cfg.replace(seed=seed, k=fitted_k), ctx)
             models[name].append(model)
             runs.setdefault(name, []).append(
-                {k: _aligned(model, split, labels_for_k(model, k)) for k in ks}
+                {k: aligned(model, split, labels_for_k(model, k)) for k in ks}
             )
         if rfm:
             features = models["default"][-1].features_
             cfg = base.replace(seed=seed)
             runs.setdefault("rfm", []).append(
-                {
-                    k: _aligned(models["default"][-1], split, rfm_labels(features, k, cfg))
-                    for k in ks
-                }
+                {k: aligned(models["default"][-1], split, rfm_labels(features, k, cfg)) for k in ks}
             )
     for name, per_seed in runs.items():
         by_k: dict[str, Any] = {}
@@ -278,7 +276,7 @@ def _score_density(split: TemporalSplit, models: list[Segmenter]) -> dict[str, A
     per_seed = []
     for model in models:
         try:
-            per_seed.append(_aligned(model, split, hdbscan_labels(model)))
+            per_seed.append(aligned(model, split, hdbscan_labels(model)))
         except SegmenterError as exc:  # no dense segment at all (tiny smoke inputs)
             return {"config": {"method": "hdbscan"}, "note": str(exc)}
     scores = _mean([evaluate(split, labels) for labels in per_seed])

@@ -13,10 +13,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segmenter.bench.context import DEFAULT_ENCODER_SPEC, BenchContext
-from segmenter.data import EventData, load_events
-from segmenter.embed import embed_documents
-from segmenter.fuse import fuse
+from benchmarks.context import DEFAULT_ENCODER_SPEC, BenchContext
+from segmenter.data import load_events
 from segmenter.model import Segmenter
 from segmenter.synthetic import generate
 
@@ -36,48 +34,15 @@ def one_customer_frames(n: int, seed: int) -> list[tuple[pl.DataFrame, pl.DataFr
     ]
 
 
-def _assign(
+def assign_one(
     model: Segmenter, events: pl.DataFrame, users: pl.DataFrame, map_coords: bool = True
-) -> pl.DataFrame:
-    return model.predict(load_events(events, users=users), map_coords=map_coords)
-
-
-def stage_times(model: Segmenter, events: pl.DataFrame, users: pl.DataFrame) -> dict[str, float]:
-    """Seconds of each step of one assignment.
-
-    Mirrors :meth:`Segmenter.transform` + :meth:`Segmenter.predict` step by step (the sum is
-    checked against the timed call in the section's output).
-    """
-    out: dict[str, float] = {}
-    t = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        out[name] = now - t
-        t = now
-
-    data: EventData = load_events(events, users=users)
-    lap("load_events")
-    features = model.recipe_.features(data.events)
-    lap("features")
-    documents = model.recipe_.documents(data.events, features, data.users)
-    lap("documents")
-    emb, _ = embed_documents(model._encoder(), documents["document"].to_list(), model.cache)
-    lap("embed")
-    fused = fuse(emb, model.scaler_.transform(features), model.feature_factor_)
-    lap("fuse")
-    reduced = model.reducer_.pca_transform(fused)
-    lap("pca")
-    if model.reducer_.umap_ is not None:
-        reduced = model.reducer_.umap_.transform(reduced).astype(np.float32)
-    lap("umap")
-    model.clusterer_.predict(reduced)
-    lap("cluster")
-    if model.map_.umap_ is not None:
-        model.map_.transform(reduced)
-    lap("map_2d")
-    return out
+) -> dict[str, float]:
+    """Place one customer; seconds of loading its events, then of each stage the model timed."""
+    start = time.perf_counter()
+    data = load_events(events, users=users)
+    loaded = time.perf_counter() - start
+    model.predict(data, map_coords=map_coords)
+    return {"load_events": loaded, **model.last_timings_}
 
 
 def _profile(model: Segmenter, frames: list[tuple[pl.DataFrame, pl.DataFrame]]) -> list[str]:
@@ -85,7 +50,7 @@ def _profile(model: Segmenter, frames: list[tuple[pl.DataFrame, pl.DataFrame]]) 
     profiler = cProfile.Profile()
     profiler.enable()
     for events, users in frames:
-        _assign(model, events, users)
+        assign_one(model, events, users)
     profiler.disable()
     stats = pstats.Stats(profiler)
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:8]  # type: ignore[attr-defined]
@@ -109,18 +74,21 @@ def run_latency(ctx: BenchContext, model: Segmenter) -> dict[str, Any]:
         load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     for events, users in frames[:WARMUP]:
-        _assign(loaded, events, users)
+        assign_one(loaded, events, users)
     first_seconds = time.perf_counter() - start
-    # with and without the 2-D map projection, alternating customer by customer
+    # with and without the 2-D map projection, alternating customer by customer; the stages
+    # are those the model recorded of the default calls
     times: dict[bool, list[float]] = {True: [], False: []}
+    stages: list[dict[str, float]] = []
     for i, (events, users) in enumerate(frames[WARMUP:]):
         for map_coords in (True, False) if i % 2 else (False, True):
             start = time.perf_counter()
-            _assign(loaded, events, users, map_coords)
+            recorded = assign_one(loaded, events, users, map_coords)
             times[map_coords].append(time.perf_counter() - start)
+            if map_coords:
+                stages.append(recorded)
     ms = 1000 * np.array(times[True])
     ms_no_map = 1000 * np.array(times[False])
-    stages = [stage_times(loaded, ev, us) for ev, us in frames[WARMUP:]]
     stage_ms = {k: 1000 * float(np.median([s[k] for s in stages])) for k in stages[0]}
     dominant = max(stage_ms, key=lambda k: stage_ms[k])
     median = float(np.median(ms))

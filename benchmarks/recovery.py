@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segmenter.bench.context import BenchContext
-from segmenter.bench.metrics import recovery
+from benchmarks.context import BenchContext
+from benchmarks.metrics import recovery
 from segmenter.cluster import KMeansClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData, load_events

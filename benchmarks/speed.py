@@ -1,6 +1,6 @@
 """Speed and memory: our pipeline against the naive library chain, and the encoder's overhead.
 
-Each chain runs in a fresh subprocess (:mod:`segmenter.bench.worker`) so that its peak RSS is
+Each chain runs in a fresh subprocess (:mod:`benchmarks.worker`) so that its peak RSS is
 its own; both see identical documents. The encoder overhead alternates our embedding stage and
 a bare ``SentenceTransformer.encode`` of the same texts in one process, so that load from other
 jobs on the machine hits both alike.
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segmenter.bench.context import REPO_ROOT, BenchContext
+from benchmarks.context import REPO_ROOT, BenchContext
 from segmenter.embed import Encoder, embed_documents
 from segmenter.errors import SegmenterError
 
@@ -39,7 +39,7 @@ def run_worker(spec: dict[str, Any], *, quiet: bool = True) -> dict[str, Any]:
         env = dict(os.environ)
         if quiet:
             env["TQDM_DISABLE"] = "1"
-        cmd = [sys.executable, "-m", "segmenter.bench.worker", json.dumps(spec), str(out)]
+        cmd = [sys.executable, "-m", "benchmarks.worker", json.dumps(spec), str(out)]
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not out.is_file():

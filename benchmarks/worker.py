@@ -1,6 +1,6 @@
 """One speed/memory configuration, run in a fresh process so that peak RSS is its own.
 
-    python -m segmenter.bench.worker '{"chain": "ours", "folder": "DIR", ...}' result.json
+    python -m benchmarks.worker '{"chain": "ours", "folder": "DIR", ...}' result.json
 
 ``chain`` is ``"ours"``: load ``DIR/events.parquet`` and ``DIR/users.parquet``, fit the default
 :class:`~segmenter.model.Segmenter` with an empty embedding cache, time the HDBSCAN variant's
@@ -87,7 +87,7 @@ def changed_events(events: pl.DataFrame, share: float, seed: int) -> tuple[pl.Da
 
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """Our pipeline on ``spec["folder"]``; per-stage seconds and the cache re-run."""
-    from segmenter.bench.context import load_encoder
+    from benchmarks.context import load_encoder
     from segmenter.cluster import DensityClusterer
     from segmenter.config import SegmenterConfig
     from segmenter.data import EventData, load_events
@@ -149,7 +149,7 @@ def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
     import umap
     from sklearn.cluster import KMeans
 
-    from segmenter.bench.context import DEFAULT_ENCODER_SPEC, load_encoder
+    from benchmarks.context import DEFAULT_ENCODER_SPEC, load_encoder
 
     start = time.perf_counter()
     docs = pl.read_parquet(Path(spec["folder"]) / "documents.parquet")["document"].to_list()
@@ -190,7 +190,7 @@ def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """Run the configuration of ``argv[0]`` and write its result to ``argv[1]``."""
     if len(argv) != 2:
-        print("usage: python -m segmenter.bench.worker SPEC_JSON OUT_JSON", file=sys.stderr)
+        print("usage: python -m benchmarks.worker SPEC_JSON OUT_JSON", file=sys.stderr)
         return 2
     spec = json.loads(argv[0])
     result = run_ours(spec) if spec["chain"] == "ours" else run_naive(spec)

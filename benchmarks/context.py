@@ -22,7 +22,7 @@ SUITES: tuple[str, ...] = ("smoke", "quick", "full")
 
 #: Encoder spec meaning "the configured sentence-transformers model" (packaged MiniLM).
 DEFAULT_ENCODER_SPEC = "default"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Sizes:
     latency_customers : int
         Customers assigned one at a time.
     sweep_settings : int
-        How many settings of :data:`segmenter.bench.sweep.GRID` to sweep (0 = no sweep).
+        How many settings of :data:`benchmarks.sweep.GRID` to sweep (0 = no sweep).
     extras : bool
         Try the supervised-classification and deep-clustering hooks (full suite).
     """
