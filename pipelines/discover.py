@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
 from segmenter.errors import SegmenterError
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--deep", action="store_true", help="fine-tune the encoder with a k-means loss")
     g.add_argument("--deep-steps", type=int, default=None, help="deep: training steps cap")
     g.add_argument("--deep-lora", action="store_true", help="deep: train LoRA adapters only")
+    g.add_argument(
+        "--deep-keep-behaviour",
+        type=float,
+        default=None,
+        help="deep: keep the fine-tuned segments only when they explain at least this share "
+        f"of the frozen segments' behaviour separation (default {d.deep_keep_behaviour})",
+    )
     e = p.add_argument_group("encoder")
     e.add_argument(
         "--encoder", default=None, help="sentence-transformers folder (default: packaged MiniLM)"
@@ -82,15 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _deep_options(args: argparse.Namespace) -> dict[str, object]:
-    options: dict[str, object] = {}
+def _deep_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``deep_options`` and ``deep_keep_behaviour`` of the config from the --deep-* flags."""
+    from segmenter.finetune import DeepOptions
+
+    used = {"--deep-steps": args.deep_steps is not None, "--deep-lora": args.deep_lora,
+            "--deep-keep-behaviour": args.deep_keep_behaviour is not None}  # fmt: skip
+    first = next((flag for flag, on in used.items() if on), None)
+    if first and not args.deep:
+        raise SegmenterError(f"{first} needs --deep")
+    changes: dict[str, Any] = {"lora": True} if args.deep_lora else {}
     if args.deep_steps is not None:
-        options["steps"] = args.deep_steps
-    if args.deep_lora:
-        options["lora"] = True
-    if options and not args.deep:
-        raise SegmenterError("--deep-steps and --deep-lora need --deep")
-    return options
+        changes["steps"] = args.deep_steps
+    out: dict[str, Any] = {"deep_options": DeepOptions(**changes)}
+    if args.deep_keep_behaviour is not None:
+        out["deep_keep_behaviour"] = args.deep_keep_behaviour
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
@@ -114,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         deep=args.deep,
-        deep_options=_deep_options(args),
+        **_deep_options(args),
     ).validate()
     if args.assign_outliers and args.method != "hdbscan":
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")

@@ -1,4 +1,4 @@
-"""Configuration of a discovery run (frozen; validated before any work starts)."""
+"""Configuration of a discovery run (frozen; validated once, before any work starts)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from segmenter.checks import at_least, check_k, check_k_range
 from segmenter.errors import SegmenterError
+from segmenter.finetune.options import DeepOptions
 from segmenter.fuse import DEFAULT_FUSION
 
 Method = Literal["kmeans", "hdbscan"]
@@ -22,8 +24,19 @@ class SegmenterConfig:
     method : {"kmeans", "hdbscan"}
     k : int or "auto"
         Number of segments for k-means; ``"auto"`` picks it in ``k_range``.
+    seed : int
+        Seed of every random step: UMAP, FAISS, and torch in the deep head.
     feature_weight : float
-        Variance of the behaviour-feature block relative to the text block (0 = text only).
+        Variance of the behaviour-feature block relative to the text block (0 = text only);
+        the fitted multiplier on the standardized features is ``Segmenter.feature_factor_``.
+    deep : bool
+        Refine the encoder from the frozen segments and segment again (the deep head).
+    deep_options : DeepOptions
+        How the encoder is refined.
+    deep_keep_behaviour : float in [0, 1]
+        With ``deep``, keep the refined segments only when they explain at least this share
+        of the frozen segments' behaviour separation (mean eta^2 of the scaled behaviour
+        features); otherwise the frozen encoder and segments stay.
     """
 
     method: Method = "kmeans"
@@ -45,44 +58,42 @@ class SegmenterConfig:
     device: str = "auto"
     batch_size: int = 64
     deep: bool = False
-    deep_options: dict[str, Any] = field(default_factory=dict)
+    deep_options: DeepOptions = field(default_factory=DeepOptions)
+    deep_keep_behaviour: float = 0.99
 
     def validate(self) -> SegmenterConfig:
         """Raise :class:`SegmenterError` for the first bad option; return self."""
         if self.method not in METHODS:
             raise SegmenterError(f"--method: '{self.method}' is not one of {list(METHODS)}")
-        if self.k != "auto" and (
-            isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2
-        ):
-            raise SegmenterError(f"--k: '{self.k}' should be an integer >= 2 or 'auto'")
-        lo, hi = self.k_range
-        if lo < 2 or hi < lo:
-            raise SegmenterError(f"--k-range: {lo}:{hi} should satisfy 2 <= min <= max")
-        if not self.feature_weight >= 0:
-            raise SegmenterError(f"--feature-weight: {self.feature_weight} should be >= 0")
+        check_k(self.k)
+        check_k_range(self.k_range)
+        at_least("--seed", self.seed, 0)
+        at_least("--feature-weight", self.feature_weight, 0, integer=False)
         for name in ("pca_dims", "umap_dims"):
-            if getattr(self, name) < 0:
-                raise SegmenterError(f"--{name.replace('_', '-')}: {getattr(self, name)} < 0")
-        if self.umap_neighbors < 2:
-            raise SegmenterError(f"--umap-neighbors: {self.umap_neighbors} should be >= 2")
-        if self.umap_sample < 100:
-            raise SegmenterError(f"--umap-sample: {self.umap_sample} should be >= 100")
-        if self.n_restarts < 1 or self.n_iter < 1:
+            at_least(f"--{name.replace('_', '-')}", getattr(self, name), 0)
+        at_least("--umap-neighbors", self.umap_neighbors, 2)
+        at_least("--umap-sample", self.umap_sample, 100)
+        at_least("n_restarts", self.n_restarts, 1)
+        at_least("n_iter", self.n_iter, 1)
+        if self.min_cluster_size is not None:
+            at_least("--min-cluster-size", self.min_cluster_size, 2)
+        at_least("--max-tokens", self.max_tokens, 16)
+        at_least("--batch-size", self.batch_size, 1)
+        if not isinstance(self.deep_options, DeepOptions):
             raise SegmenterError(
-                f"n_restarts={self.n_restarts} and n_iter={self.n_iter} should be >= 1"
+                f"deep_options: {type(self.deep_options).__name__} should be a DeepOptions"
             )
-        if self.min_cluster_size is not None and self.min_cluster_size < 2:
-            raise SegmenterError(f"--min-cluster-size: {self.min_cluster_size} should be >= 2")
-        if self.max_tokens < 16:
-            raise SegmenterError(f"--max-tokens: {self.max_tokens} should be >= 16")
-        if self.batch_size < 1:
-            raise SegmenterError(f"--batch-size: {self.batch_size} should be >= 1")
+        self.deep_options.validate()
+        keep = self.deep_keep_behaviour
+        if not isinstance(keep, int | float) or isinstance(keep, bool) or not 0 <= keep <= 1:
+            raise SegmenterError(f"--deep-keep-behaviour: {keep!r} should be in [0, 1]")
         return self
 
     def replace(self, **changes: Any) -> SegmenterConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (run.json, the model folder); :meth:`from_dict` reads it back."""
         out = dataclasses.asdict(self)
         out["k_range"] = list(self.k_range)
         out["fusion_features"] = list(self.fusion_features)
@@ -96,4 +107,6 @@ class SegmenterConfig:
             kwargs["k_range"] = tuple(kwargs["k_range"])
         if "fusion_features" in kwargs:
             kwargs["fusion_features"] = tuple(kwargs["fusion_features"])
+        if "deep_options" in kwargs:
+            kwargs["deep_options"] = DeepOptions.from_dict(kwargs["deep_options"])
         return cls(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -63,32 +64,58 @@ class FeatureScaler:
         z = (self._raw(features) - self.mean_) / self.scale_
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
 
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Parameters (JSON) and fitted arrays: mean and scale, each of shape (n_columns,)."""
+        params = {"columns": list(self.columns), "clip": self.clip}
+        return params, {"mean": self.mean_, "scale": self.scale_}
 
-def block_weight(embeddings: np.ndarray, n_features: int, feature_weight: float) -> float:
-    """Factor on standardized features so that their block holds ``feature_weight`` times
-    the total variance of the text block (each standardized column has variance ~1)."""
-    if feature_weight < 0:
-        raise SegmenterError(f"--feature-weight={feature_weight} should be >= 0")
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> FeatureScaler:
+        """Rebuild a fitted scaler from :meth:`get_state`'s output (shapes are checked)."""
+        self = cls([str(c) for c in params["columns"]], clip=float(params["clip"]))
+        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
+        if not self.mean_.shape == self.scale_.shape == (len(self.columns),):
+            raise ValueError(f"mean/scale shapes do not match {len(self.columns)} columns")
+        return self
+
+
+def feature_factor(embeddings: np.ndarray, n_features: int, feature_weight: float) -> float:
+    """Multiplier on the standardized features so that their block holds ``feature_weight``
+    times the total variance of the text block (each standardized column has variance ~1).
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_users, dim)
+    n_features : int
+        Columns of the standardized feature block.
+    feature_weight : float
+        ``SegmenterConfig.feature_weight`` (>= 0, checked there).
+
+    Returns
+    -------
+    float
+        The factor :func:`fuse` applies; 0 drops the features.
+    """
     if n_features == 0 or feature_weight == 0:
         return 0.0
     text_var = float(embeddings.var(axis=0).sum()) if len(embeddings) > 1 else 1.0
     return float(np.sqrt(feature_weight * text_var / n_features))
 
 
-def fuse(embeddings: np.ndarray, scaled: np.ndarray, weight: float) -> np.ndarray:
-    """``[text embedding | weight * standardized features]``, float32.
+def fuse(embeddings: np.ndarray, scaled: np.ndarray, factor: float) -> np.ndarray:
+    """``[text embedding | factor * standardized features]``, float32.
 
     Parameters
     ----------
     embeddings : ndarray of shape (n_users, dim)
     scaled : ndarray of shape (n_users, n_features)
-    weight : float
-        From :func:`block_weight`; 0 drops the features.
+    factor : float
+        From :func:`feature_factor`; 0 drops the features.
     """
     if len(embeddings) != len(scaled):
         raise SegmenterError(
             f"embeddings have {len(embeddings)} rows but features have {len(scaled)}"
         )
-    if weight == 0 or scaled.shape[1] == 0:
+    if factor == 0 or scaled.shape[1] == 0:
         return np.ascontiguousarray(embeddings, dtype=np.float32)
-    return np.hstack([embeddings, weight * scaled]).astype(np.float32)
+    return np.hstack([embeddings, factor * scaled]).astype(np.float32)

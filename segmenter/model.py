@@ -8,7 +8,6 @@ in a folder.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -18,7 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from segmenter import __version__
+from segmenter import __version__, io
+from segmenter.checks import check_enough
 from segmenter.cluster import DensityClusterer, KMeansClusterer, select_k
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData
@@ -32,15 +32,17 @@ from segmenter.embed import (
     folder_identity,
 )
 from segmenter.errors import SegmenterError
-from segmenter.fuse import FeatureScaler, block_weight, fuse
+from segmenter.fuse import FeatureScaler, feature_factor, fuse
+from segmenter.persist import FORMAT, MODEL_FILE, load_stage, read_model_file, save_stage
 from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "segmenter.json"
+#: fitted stages saved as data, each ``self.<name>_`` (see :mod:`segmenter.persist`)
+STAGES = ("scaler", "reducer", "map", "clusterer")
 # what _segment fits: restored when the deep head's segments are not kept
-SEGMENT_STATE = ("weight_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
+SEGMENT_STATE = ("feature_factor_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
 
 
 class Segmented(NamedTuple):
@@ -121,8 +123,8 @@ class Segmenter:
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
         n_users = data.n_users
-        if cfg.method == "kmeans" and cfg.k != "auto" and n_users < int(cfg.k):
-            raise SegmenterError(f"n_customers={n_users} should be >= --k={cfg.k}")
+        if cfg.method == "kmeans" and cfg.k != "auto":
+            check_enough(n_users, int(cfg.k))
         if n_users < 3:
             raise SegmenterError(f"n_customers={n_users} should be >= 3 to find segments")
         self.recipe_ = DocumentRecipe(max_tokens=cfg.max_tokens)
@@ -158,22 +160,24 @@ class Segmenter:
     def _deep(
         self, encoder: Encoder, documents: pl.DataFrame, scaled: np.ndarray, frozen: Segmented
     ) -> Segmented:
-        """Fine-tune the encoder from the frozen segments and segment again; keep the frozen
+        """Refine the encoder from the frozen segments and segment again; keep the frozen
         encoder and segments when the new ones explain less of the behaviour features."""
-        from segmenter.cluster.deep import refine_encoder
+        from segmenter.finetune import refine, sentence_transformer_of
 
         cfg = self.config_
         texts = documents["document"].to_list()
+        st = sentence_transformer_of(encoder)
         kept = {name: getattr(self, name) for name in SEGMENT_STATE}
-        self.base_encoder_ = encoder  # a refit starts again from it, not from the fine-tuned one
+        self.base_encoder_ = encoder  # a refit starts again from it, not from the refined one
         with self._stage("deep"):
-            tuned_encoder, self.deep_report_ = refine_encoder(
-                encoder, texts, frozen.labels, dict(cfg.deep_options),
-                seed=cfg.seed, space=frozen.reduced, progress=self.progress,
+            refined = refine.refine_encoder(
+                st, texts, frozen.labels, cfg.deep_options, seed=cfg.seed,
+                base_identity=encoder.identity, space=frozen.reduced, progress=self.progress,
             )  # fmt: skip
+        self.deep_report_ = refined.report()
         try:
             with self._stage("embed"):
-                emb, _ = embed_documents(tuned_encoder, texts, self.cache)
+                emb, _ = embed_documents(refined.encoder, texts, self.cache)
             tuned = self._segment(emb, scaled)
         except BaseException:
             self._restore(kept)
@@ -182,12 +186,14 @@ class Segmenter:
         after = behaviour_separation(scaled, tuned.labels)
         # eta^2 can only grow with more groups: with k = auto or HDBSCAN a fine-tuned run that
         # finds more segments passes more easily
-        accepted = after >= self.deep_report_["config"]["keep_behaviour"] * before
+        accepted = after >= cfg.deep_keep_behaviour * before
         self.deep_report_.update(
-            behaviour_separation={"frozen": before, "deep": after}, accepted=accepted
+            keep_behaviour=cfg.deep_keep_behaviour,
+            behaviour_separation={"frozen": before, "deep": after},
+            accepted=accepted,
         )
         if accepted:
-            self.encoder = tuned_encoder
+            self.encoder = refined.encoder
             return tuned
         logger.warning(
             "deep clustering: the fine-tuned segments explain less of the behaviour features "
@@ -205,8 +211,8 @@ class Segmenter:
         """Fuse with the scaled behaviour features, reduce, draw the map and cluster."""
         cfg = self.config_
         with self._stage("fuse"):
-            self.weight_ = block_weight(emb, len(cfg.fusion_features), cfg.feature_weight)
-            fused = fuse(emb, scaled, self.weight_)
+            self.feature_factor_ = feature_factor(emb, len(cfg.fusion_features), cfg.feature_weight)
+            fused = fuse(emb, scaled, self.feature_factor_)
         with self._stage("reduce"):
             self.reducer_ = self._reducer(cfg.umap_dims)
             reduced = self.reducer_.fit_transform(fused)
@@ -313,7 +319,7 @@ class Segmenter:
             texts = documents["document"].to_list()
             emb, _ = embed_documents(self._encoder(), texts, self.cache)
         with self._stage("fuse", timings):
-            fused = fuse(emb, self.scaler_.transform(features), self.weight_)
+            fused = fuse(emb, self.scaler_.transform(features), self.feature_factor_)
         with self._stage("reduce", timings):
             reduced = self.reducer_.transform(fused)
         return features, documents, reduced
@@ -357,9 +363,12 @@ class Segmenter:
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the fitted model into the folder ``path`` (created; contents replaced)."""
-        import joblib
+        """Write the fitted model into the folder ``path`` (created; files replaced).
 
+        Data only: ``segmenter.json`` (format, parameters, each stage's parameters and array
+        files) and one ``.npy`` per fitted array; a fine-tuned encoder goes to ``encoder/``
+        as safetensors. Loading it runs no code from the folder.
+        """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         encoder = self._encoder()
@@ -369,27 +378,20 @@ class Segmenter:
             encoder_ref = {"path": "encoder", "identity": folder_identity(str(folder / "encoder"))}
         else:
             encoder_ref["path"] = self.config_.encoder or DEFAULT_ENCODER
+        stages = {name: getattr(self, f"{name}_") for name in STAGES}
         state = {
-            "format": 1,
+            "format": FORMAT,
             "segmenter_version": __version__,
             "config": self.config_.to_dict(),
             "documents": self.recipe_.state(),
-            "scaler": {
-                "columns": list(self.scaler_.columns),
-                "clip": self.scaler_.clip,
-                "mean": self.scaler_.mean_.tolist(),
-                "scale": self.scaler_.scale_.tolist(),
-            },
-            "feature_weight_factor": self.weight_,
+            "feature_factor": self.feature_factor_,
             "encoder": encoder_ref,
             "k": self.k_,
             "segment_names": {str(k): v for k, v in self.segment_names_.items()},
+            "clusterer_kind": type(self.clusterer_).__name__,
+            "stages": {name: save_stage(folder, name, stage) for name, stage in stages.items()},
         }
-        joblib.dump(
-            {"reducer": self.reducer_, "map": self.map_, "clusterer": self.clusterer_},
-            folder / "stages.joblib",
-        )
-        (folder / MODEL_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        io.write_json(state, folder / MODEL_FILE)  # last: a model file names complete arrays
 
     @classmethod
     def load(
@@ -401,36 +403,25 @@ class Segmenter:
         device: str = "auto",
         progress: bool = True,
     ) -> Segmenter:
-        """Load a model folder written by :meth:`save` (it unpickles: trust its source)."""
-        import joblib
-
+        """Load a model folder written by :meth:`save`; it reads data only (JSON, ``.npy``)."""
         folder = Path(path)
-        if not (folder / MODEL_FILE).is_file():
-            raise SegmenterError(f"--model: '{folder}' is not a segmenter model (no {MODEL_FILE})")
-        state = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
-        config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
-        self = cls(config, encoder=encoder, cache=cache, progress=progress)
-        self.config_ = config
-        self.recipe_ = DocumentRecipe.from_state(state["documents"])
-        sc = state["scaler"]
-        self.scaler_ = FeatureScaler(sc["columns"], clip=sc["clip"])
-        self.scaler_.mean_, self.scaler_.scale_ = np.array(sc["mean"]), np.array(sc["scale"])
-        self.weight_ = float(state["feature_weight_factor"])
-        self.k_ = int(state["k"])
-        self.segment_names_ = {int(k): v for k, v in state["segment_names"].items()}
-        stages = joblib.load(folder / "stages.joblib")
-        self.reducer_, self.map_, self.clusterer_ = (
-            stages["reducer"],
-            stages["map"],
-            stages["clusterer"],
-        )
+        state = read_model_file(folder)
+        try:
+            self = cls._from_state(state, folder, encoder, cache, device, progress)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, SegmenterError):
+                raise
+            raise SegmenterError(
+                f"--model: '{folder / MODEL_FILE}' is damaged ({type(exc).__name__}: {exc}); "
+                f"re-fit the model"
+            ) from None
         ref = state["encoder"]
         if self.encoder is None:
             model_path = folder / ref["path"] if ref["path"] == "encoder" else ref["path"]
             self.encoder = SentenceTransformerEncoder(
                 None if model_path == DEFAULT_ENCODER else model_path,
                 device=device,
-                batch_size=config.batch_size,
+                batch_size=self.config_.batch_size,
                 show_progress=progress,
             )
         if self.encoder.identity != ref["identity"]:
@@ -440,5 +431,34 @@ class Segmenter:
                 self.encoder.identity,
                 ref["identity"],
             )
+        return self
+
+    @classmethod
+    def _from_state(
+        cls,
+        state: dict[str, Any],
+        folder: Path,
+        encoder: Encoder | None,
+        cache: EmbeddingCache | None,
+        device: str,
+        progress: bool,
+    ) -> Segmenter:
+        config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
+        self = cls(config, encoder=encoder, cache=cache, progress=progress)
+        self.config_ = config
+        self.recipe_ = DocumentRecipe.from_state(state["documents"])
+        self.feature_factor_ = float(state["feature_factor"])
+        self.k_ = int(state["k"])
+        self.segment_names_ = {int(k): v for k, v in state["segment_names"].items()}
+        kinds = {"KMeansClusterer": KMeansClusterer, "DensityClusterer": DensityClusterer}
+        if state["clusterer_kind"] not in kinds:
+            raise ValueError(
+                f"clusterer_kind {state['clusterer_kind']!r} is not one of {list(kinds)}"
+            )
+        classes = {"scaler": FeatureScaler, "reducer": Reducer, "map": Reducer}
+        classes["clusterer"] = kinds[state["clusterer_kind"]]
+        for name in STAGES:
+            stage = load_stage(folder, name, state["stages"].get(name), classes[name])
+            setattr(self, f"{name}_", stage)
         self.timings_ = {}
         return self

@@ -81,7 +81,9 @@ def run_metadata(model: Segmenter, data: EventData, extra: dict[str, Any]) -> di
         "encoder": getattr(model.encoder, "identity", None),
         "device": _device(model),
         "reduction": {
-            "pca_components": None if reducer.pca_ is None else int(reducer.pca_.n_components_),
+            "pca_components": None
+            if reducer.pca_components_ is None
+            else len(reducer.pca_components_),
             "umap_dims": model.config_.umap_dims,
             "umap_fitted_on_sample": bool(reducer.sampled_),
             "umap_sample_size": model.config_.umap_sample if reducer.sampled_ else None,

@@ -117,6 +117,9 @@ def _write_bad_csv(workdir: Path) -> Path:
         (["--input", "BAD", "--columns", "user_id=client"], "mapped to 'client', which is not"),
         (["--preset", "shopify"], "--preset: unknown preset 'shopify'"),
         (["--assign-outliers"], "--assign-outliers only applies to --method hdbscan"),
+        (["--deep", "--deep-steps", "0"], "--deep-steps: 0 should be an integer >= 1"),
+        (["--deep-lora"], "--deep-lora needs --deep"),
+        (["--deep", "--deep-keep-behaviour", "2"], "--deep-keep-behaviour: 2.0 should be in [0,"),
     ],
 )  # fmt: skip
 def test_bad_arguments_give_one_line_and_exit_2(

@@ -10,24 +10,22 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from segmenter.cluster.deep import (
-    DeepClusterer,
-    DeepConfig,
-    _batch,
+from segmenter.config import SegmenterConfig
+from segmenter.data import load_events
+from segmenter.embed import SentenceTransformerEncoder
+from segmenter.errors import SegmenterError
+from segmenter.finetune import DeepOptions, EncoderRefiner, refine, sentence_transformer_of
+from segmenter.finetune.objectives import (
     augment,
     auto_neighbours,
     batch_positives,
     contrastive,
     health,
     lloyd,
-    nearest_neighbours,
-    refine_encoder,
+    neighbours,
+    sample_batch,
     target_distribution,
 )
-from segmenter.config import SegmenterConfig
-from segmenter.data import load_events
-from segmenter.embed import SentenceTransformerEncoder
-from segmenter.errors import SegmenterError
 from segmenter.model import Segmenter
 from segmenter.quality import behaviour_separation, eta_squared
 from segmenter.synthetic import generate
@@ -120,11 +118,11 @@ def test_training_improves_a_noisy_toy_over_its_kmeans_start(
     # separated topics k-means is already good (ARI 0.92) and the nearest neighbours are less
     # pure (0.88 share the topic at 3 neighbours), so the default neighbour positives cannot
     # help here; they are what helps on Banking77 (BENCHMARKS.md)
-    cfg = DeepConfig(
+    cfg = DeepOptions(
         steps=24, batch_size=16, update_interval=8, eval_size=150, tol=0.0,
         positives="views", temperature=0.5, eta=5.0,
     )  # fmt: skip
-    head = DeepClusterer(cfg, progress=False).fit(encoder.st, texts, start)
+    head = EncoderRefiner(cfg, progress=False).fit(encoder.st, texts, start)
     after_emb = head.encoder_.encode(texts)
     after = adjusted_rand_score(truth, KMeans(3, n_init=5, random_state=0).fit_predict(after_emb))
     assert after > before
@@ -139,8 +137,8 @@ def test_collapse_guard_restores_the_start(encoder: SentenceTransformerEncoder) 
     # every customer writes the same thing: the only outcome is one segment for all
     texts = ["bought the same gift card again"] * 48
     labels = np.arange(48) % 3
-    cfg = DeepConfig(steps=6, batch_size=8, update_interval=2, eval_size=48)
-    head = DeepClusterer(cfg, progress=False).fit(encoder.st, texts, labels)
+    cfg = DeepOptions(steps=6, batch_size=8, update_interval=2, eval_size=48)
+    head = EncoderRefiner(cfg, progress=False).fit(encoder.st, texts, labels)
     assert head.collapsed_
     assert head.best_step_ == 0
     assert head.history_[-1]["healthy"] is False
@@ -157,11 +155,9 @@ def test_deep_segmenter_saves_and_reloads_its_encoder(tmp_path: Path) -> None:
         pca_dims=8,
         max_tokens=64,
         deep=True,
-        deep_options={
-            "steps": 4, "batch_size": 8, "update_interval": 2, "eval_size": 64,
-            "keep_behaviour": 0.0,  # keep the fine-tuned encoder whatever 4 steps do
-        },
-    )  # fmt: skip
+        deep_options=DeepOptions(steps=4, batch_size=8, update_interval=2, eval_size=64),
+        deep_keep_behaviour=0.0,  # keep the fine-tuned encoder whatever 4 steps do
+    )
     model = Segmenter(cfg, progress=False).fit(data)
     assert model.deep_report_["history"] and model.deep_report_["accepted"]
     model.save(tmp_path / "model")
@@ -173,9 +169,9 @@ def test_deep_segmenter_saves_and_reloads_its_encoder(tmp_path: Path) -> None:
     assert (again["segment"] == model.assignments_["segment"]).mean() >= 0.99
 
 
-def test_unknown_deep_option_is_refused(encoder: SentenceTransformerEncoder) -> None:
+def test_unknown_deep_option_is_refused() -> None:
     with pytest.raises(SegmenterError, match="deep option 'epochs' is unknown"):
-        refine_encoder(encoder, ["a b"] * 10, np.zeros(10, int), {"epochs": 3}, seed=0)
+        SegmenterConfig.from_dict({"deep": True, "deep_options": {"epochs": 3}})
 
 
 def test_deep_needs_a_sentence_transformer() -> None:
@@ -186,26 +182,33 @@ def test_deep_needs_a_sentence_transformer() -> None:
             return np.ones((len(texts), 4), np.float32) / 2
 
     with pytest.raises(SegmenterError, match="--deep needs a sentence-transformers encoder"):
-        refine_encoder(Fake(), ["a"] * 10, np.zeros(10, int), {}, seed=0)
+        sentence_transformer_of(Fake())
 
 
 @pytest.mark.parametrize(
     ("changes", "match"),
-    [({"steps": 0}, "deep steps=0"), ({"batch_size": 2}, "deep batch_size=2"),
-     ({"lr": 0.0}, "deep lr=0.0"), ({"min_share": 1.5}, "min_share and min_entropy"),
-     ({"positives": "pairs"}, "deep positives 'pairs' is not one of"),
-     ({"neighbors": -1}, "deep neighbors=-1 should be >= 0"),
-     ({"group": 0}, "deep group=0 should be >= 1"),
-     ({"keep_behaviour": 1.5}, r"deep keep_behaviour=1.5 should be in \[0, 1\]")],
+    [({"steps": 0}, "--deep-steps: 0 should be an integer >= 1"),
+     ({"batch_size": 2}, "deep_options.batch_size: 2 should be an integer >= 4"),
+     ({"lr": 0.0}, "deep_options.lr: 0.0 should be > 0"),
+     ({"min_share": 1.5}, r"deep_options.min_share: 1.5 should be in \[0, 1\)"),
+     ({"positives": "pairs"}, "deep_options.positives: 'pairs' is not one of"),
+     ({"neighbors": -1}, r"deep_options.neighbors: -1 should be an integer >= 0 \(0 = auto\)"),
+     ({"group": 0}, "deep_options.group: 0 should be an integer >= 1")],
 )  # fmt: skip
 def test_bad_deep_config(changes: dict, match: str) -> None:
+    # checked once, with the rest of the pipeline's config
     with pytest.raises(SegmenterError, match=match):
-        DeepConfig(**changes).validate()
+        SegmenterConfig(deep=True, deep_options=DeepOptions(**changes)).validate()
+
+
+def test_bad_keep_behaviour_is_a_pipeline_option() -> None:
+    with pytest.raises(SegmenterError, match=r"--deep-keep-behaviour: 1.5 should be in \[0, 1\]"):
+        SegmenterConfig(deep=True, deep_keep_behaviour=1.5).validate()
 
 
 def test_too_few_segments_is_refused(encoder: SentenceTransformerEncoder) -> None:
     with pytest.raises(SegmenterError, match="needs >= 2 segments"):
-        DeepClusterer(DeepConfig(batch_size=4)).fit(encoder.st, ["a"] * 8, np.zeros(8, int))
+        EncoderRefiner(DeepOptions(batch_size=4)).fit(encoder.st, ["a"] * 8, np.zeros(8, int))
 
 
 def test_target_distribution_sharpens_rows() -> None:
@@ -231,18 +234,18 @@ def test_neighbours_are_the_nearest_other_points() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 16)) * 5
     z = np.repeat(centres, 10, axis=0) + rng.normal(scale=0.1, size=(40, 16))
-    near = nearest_neighbours(z.astype(np.float32), 3)
+    near = neighbours(z.astype(np.float32), 3)
     assert near.shape == (40, 3)
     assert (near != np.arange(40)[:, None]).all()  # never the point itself
     assert (near // 10 == np.arange(40)[:, None] // 10).all()  # same blob
-    assert nearest_neighbours(z[:3].astype(np.float32), 10).shape == (3, 2)
+    assert neighbours(z[:3].astype(np.float32), 10).shape == (3, 2)
     # Euclidean (the pipeline's segment space) and cosine (text embeddings) differ
     pts = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0]], dtype=np.float32)
-    assert nearest_neighbours(pts, 1)[0, 0] == 1
-    assert nearest_neighbours(pts, 1, cosine=False)[0, 0] == 2
+    assert neighbours(pts, 1)[0, 0] == 1
+    assert neighbours(pts, 1, cosine=False)[0, 0] == 2
     # identical documents tie with the point itself: it must still never be its own neighbour
     twins = np.repeat(rng.normal(size=(5, 8)), 6, axis=0).astype(np.float32)
-    near = nearest_neighbours(twins, 3)
+    near = neighbours(twins, 3)
     assert (near != np.arange(30)[:, None]).all()
     assert (near // 6 == np.arange(30)[:, None] // 6).all()
 
@@ -277,10 +280,10 @@ def test_contrastive_on_pairs_is_simclr_nt_xent() -> None:
     assert torch.isfinite(contrastive(torch.cat([a, b]), lonely, 0.1))
 
 
-def test_batches_group_anchors_with_distinctnearest_neighbours() -> None:
+def test_batches_group_anchors_with_distinctneighbours() -> None:
     near = np.array([[(i + d) % 40 for d in (1, 2, 3, 4)] for i in range(40)])
-    cfg = DeepConfig(batch_size=8, group=3)
-    ids, groups = _batch(40, near, cfg, np.random.default_rng(0))
+    cfg = DeepOptions(batch_size=8, group=3)
+    ids, groups = sample_batch(40, near, cfg, np.random.default_rng(0))
     assert len(ids) == len(groups) == 32
     anchors = ids[:8]
     assert len(set(anchors.tolist())) == 8
@@ -298,11 +301,13 @@ def test_batches_group_anchors_with_distinctnearest_neighbours() -> None:
     )  # fmt: skip
     assert (positive[i, j] == listed).all()
     # a group larger than the neighbour list takes the whole list; views: the anchor itself
-    ids, groups = _batch(40, near, DeepConfig(batch_size=8, group=9), np.random.default_rng(1))
+    ids, groups = sample_batch(
+        40, near, DeepOptions(batch_size=8, group=9), np.random.default_rng(1)
+    )
     assert len(ids) == 40
     for j, anchor in enumerate(ids[:8]):
         assert sorted(ids[8:][groups[8:] == j]) == sorted(near[anchor])
-    ids, groups = _batch(40, None, cfg, np.random.default_rng(1))
+    ids, groups = sample_batch(40, None, cfg, np.random.default_rng(1))
     assert (ids[:8] == ids[8:]).all()
 
 
@@ -334,8 +339,6 @@ def test_banking_benchmark_records_paired_seeds_curve_and_pipeline_path(tmp_path
 def test_deep_segments_that_lose_the_behaviour_are_not_kept(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import segmenter.cluster.deep as deep_module
-
     class Scrambled:
         """A 'fine-tuned' encoder whose documents fall in 4 tight groups unrelated to anything."""
 
@@ -353,12 +356,16 @@ def test_deep_segments_that_lose_the_behaviour_are_not_kept(
 
     started_from: list[object] = []
 
-    def fake_refine(encoder: object, texts: list[str], labels: np.ndarray, options: dict,
-                    **kwargs: object) -> tuple:  # fmt: skip
-        started_from.append(encoder)
-        return Scrambled(), {"history": [], "config": {"keep_behaviour": 0.99, **options}}
+    def fake_refine(st: object, texts: list[str], labels: np.ndarray, options: DeepOptions,
+                    **kwargs: object) -> refine.Refinement:  # fmt: skip
+        started_from.append(st)
+        return refine.Refinement(
+            encoder=Scrambled(),  # type: ignore[arg-type]
+            history=[], best_step=0, collapsed=False, centres=np.zeros((4, 8)),
+            options=options, seed=0,
+        )  # fmt: skip
 
-    monkeypatch.setattr(deep_module, "refine_encoder", fake_refine)
+    monkeypatch.setattr(refine, "refine_encoder", fake_refine)
     tables = generate(200, seed=5)
     data = load_events(tables["events"], users=tables["users"])
     cfg = SegmenterConfig(k="auto", umap_dims=0, pca_dims=8, max_tokens=64, feature_weight=1.0)
@@ -380,7 +387,7 @@ def test_deep_segments_that_lose_the_behaviour_are_not_kept(
     assert loaded.k_ == frozen.k_
     # accepted whatever it loses: the fine-tuned encoder is used, and a refit starts again
     # from the base encoder, not from the fine-tuned one
-    lenient = cfg.replace(deep=True, deep_options={"keep_behaviour": 0.0})
+    lenient = cfg.replace(deep=True, deep_keep_behaviour=0.0)
     model = Segmenter(lenient, progress=False).fit(data)
     assert model.deep_report_["accepted"] and isinstance(model.encoder, Scrambled)
     model.fit(data)

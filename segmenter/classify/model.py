@@ -15,12 +15,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from segmenter import io
 from segmenter.classify.labels import check_classes
-from segmenter.classify.network import (
-    EncoderClassifier,
-    add_lora,
-    load_sentence_transformer,
-    merge_lora,
-)
+from segmenter.classify.network import EncoderClassifier
 from segmenter.classify.params import check_params, resolve_settings
 from segmenter.classify.persistence import read_classifier, write_classifier
 from segmenter.classify.probe import fit_probe_head
@@ -32,6 +27,7 @@ from segmenter.classify.training import (
 )
 from segmenter.embed import resolve_device, resolve_model_path
 from segmenter.errors import SegmenterError
+from segmenter.finetune import add_lora, load_sentence_transformer, merge_lora, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -201,9 +197,7 @@ class CustomerClassifier:
         fitting = ([texts[i] for i in train], y[train])
         validation = ([texts[i] for i in val], y[val])
         probe_c: float | None = None
-        fork = [torch.device(device).index or 0] if device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=fork):
-            torch.manual_seed(self.seed)
+        with seeded(self.seed, device):
             encoder, net = self._build(device, len(classes))
             settings = resolve_settings(
                 self.get_params(), max_seq_length=int(encoder.max_seq_length), device=device

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from segmenter import io
-from segmenter.classify.network import EncoderClassifier, load_sentence_transformer
+from segmenter.classify.network import EncoderClassifier
 from segmenter.embed import resolve_device
 from segmenter.errors import SegmenterError
+from segmenter.finetune import load_sentence_transformer
 
 if TYPE_CHECKING:
     from segmenter.classify.model import CustomerClassifier

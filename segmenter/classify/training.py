@@ -13,7 +13,8 @@ import torch
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
-from segmenter.classify.network import EncoderClassifier, autocast, batches, tokenize
+from segmenter.classify.network import EncoderClassifier, batches, tokenize
+from segmenter.finetune import autocast
 
 logger = logging.getLogger(__name__)
 

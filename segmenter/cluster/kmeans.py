@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
-from segmenter.errors import SegmenterError
+from segmenter.checks import at_least, check_enough, check_k
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +74,11 @@ class KMeansClusterer:
         import faiss
 
         n = len(X)
-        if not isinstance(self.k, int | np.integer) or self.k < 2:
-            raise SegmenterError(f"--k={self.k} should be an integer >= 2 or 'auto'")
-        if n < self.k:
-            raise SegmenterError(f"n_samples={n} should be >= n_clusters={self.k}")
-        if self.n_restarts < 1 or self.n_iter < 1:
-            raise SegmenterError(
-                f"n_restarts={self.n_restarts} and n_iter={self.n_iter} should be >= 1"
-            )
+        # the pipeline checked its config already; these guard standalone use, same messages
+        check_k(self.k, auto=False)
+        check_enough(n, int(self.k))
+        at_least("n_restarts", self.n_restarts, 1)
+        at_least("n_iter", self.n_iter, 1)
         gpu = faiss_has_gpu() if self.gpu is None else self.gpu
         X = np.ascontiguousarray(X, dtype=np.float32)
         km = faiss.Kmeans(
@@ -108,6 +106,35 @@ class KMeansClusterer:
         """Segment, confidence and distance to the segment centre for each row of ``X``."""
         dist, idx = nearest(X, self.cluster_centers_, 2)
         return idx[:, 0].astype(np.int64), margin_confidence(dist), np.sqrt(dist[:, 0])
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Parameters (JSON) and the centres, of shape (k, dims)."""
+        params = {
+            "k": int(self.k),
+            "n_restarts": self.n_restarts,
+            "n_iter": self.n_iter,
+            "random_state": self.random_state,
+            "gpu": self.gpu,
+            "gpu_fitted": self.gpu_,
+            "inertia": self.inertia_,
+        }
+        return params, {"cluster_centers": self.cluster_centers_}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> KMeansClusterer:
+        """Rebuild a fitted clusterer from :meth:`get_state`'s output (shapes are checked)."""
+        self = cls(
+            int(params["k"]),
+            n_restarts=int(params["n_restarts"]),
+            n_iter=int(params["n_iter"]),
+            random_state=int(params["random_state"]),
+            gpu=params["gpu"],
+        )
+        self.gpu_, self.inertia_ = bool(params["gpu_fitted"]), float(params["inertia"])
+        self.cluster_centers_ = np.ascontiguousarray(arrays["cluster_centers"], dtype=np.float32)
+        if self.cluster_centers_.ndim != 2 or len(self.cluster_centers_) != self.k:
+            raise ValueError(f"cluster_centers should hold k={self.k} rows")
+        return self
 
 
 def _canonical_order(centroids: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
+from segmenter.checks import check_k_range
 from segmenter.cluster.kmeans import KMeansClusterer
 from segmenter.errors import SegmenterError
 
@@ -34,9 +35,8 @@ def select_k(
     k : int
     curve : list of dict with ``k``, ``silhouette``, ``stability``, ``inertia``
     """
+    check_k_range(k_range)
     lo, hi = k_range
-    if lo < 2 or hi < lo:
-        raise SegmenterError(f"--k-range={lo}:{hi} should satisfy 2 <= min <= max")
     hi = min(hi, len(X) - 1)
     if hi < lo:
         raise SegmenterError(f"n_samples={len(X)} is too small for --k-range starting at {lo}")
