@@ -340,7 +340,7 @@ def run_balance(
     ----------
     ctx : BenchContext
     retail_data : EventData, optional
-        Replaces Online Retail (split at 75% of its span).
+        Events used instead of the Online Retail file; their split is at 75% of their span.
     sizes : BalanceSizes, optional
         Defaults to :data:`BALANCE_SIZES` of the context's suite.
     only : sequence of str, optional

@@ -18,10 +18,10 @@ sparse          8 = 2 x 4  1-3 orders per customer before the cut-off, most buy 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -95,6 +95,32 @@ def taste_of(
     return Taste(name, rows, zipf_weights(rng, rows.size))
 
 
+def crossed(n_values: int, n_tastes: int) -> tuple[tuple[int, int, float], ...]:
+    """Every (value, taste) pair, equally likely: value and taste independent."""
+    return tuple((v, t, 1.0) for v, t in product(range(n_values), range(n_tastes)))
+
+
+def category_shop(
+    name: str,
+    cat: pl.DataFrame,
+    seed: int,
+    tastes: Sequence[tuple[str, tuple[str, ...]]],
+    values: tuple[Value, ...],
+    segments: tuple[tuple[int, int, float], ...],
+    **options: Any,
+) -> Shop:
+    """A shop whose tastes are sets of categories of ``cat`` (Zipf popularity, seeded)."""
+    rng = np.random.default_rng(seed)
+    return Shop(
+        name,
+        cat,
+        values=values,
+        tastes=tuple(taste_of(rng, taste, cat, cats) for taste, cats in tastes),
+        segments=segments,
+        **options,
+    )
+
+
 def grocery_catalog(seed: int) -> pl.DataFrame:
     """~2,500 products: brand + noun (+ a pack size), 16 departments."""
     rng = np.random.default_rng(seed)
@@ -122,8 +148,6 @@ LAPSING = Value("lapsing", rate=0.6, lines=2, quantity=0.3, price=0.9, lapse=0.9
 
 def retail(seed: int) -> Shop:
     """Shape (a): item names and categories; each taste with its own value archetype."""
-    rng = np.random.default_rng(seed)
-    cat = _retail_items(seed)
     tastes = (
         ("family", ("Grocery", "Baby", "Household"), 1),
         ("tech", ("Electronics", "Gaming"), 0),
@@ -134,19 +158,18 @@ def retail(seed: int) -> Shop:
         ("culture", ("Books", "Music"), 2),
         ("sport", ("Sports", "Shoes"), 3),
     )
-    return Shop(
+    return category_shop(
         "retail",
-        cat,
-        values=(VIP, REGULAR, OCCASIONAL, LAPSING),
-        tastes=tuple(taste_of(rng, name, cat, cats) for name, cats, _ in tastes),
-        segments=tuple((v, t, 1.0) for t, (_, _, v) in enumerate(tastes)),
+        _retail_items(seed),
+        seed,
+        [(name, cats) for name, cats, _ in tastes],
+        (VIP, REGULAR, OCCASIONAL, LAPSING),
+        tuple((v, t, 1.0) for t, (_, _, v) in enumerate(tastes)),
     )
 
 
 def grocery(seed: int) -> Shop:
     """Shape (b): hundreds of lines per household; value and taste crossed independently."""
-    rng = np.random.default_rng(seed)
-    cat = grocery_catalog(seed)
     tastes = (
         ("fresh & healthy", ("Produce", "Seafood", "Health", "Dairy")),
         ("family with kids", ("Baby", "Snacks", "Breakfast", "Frozen")),
@@ -157,12 +180,13 @@ def grocery(seed: int) -> Shop:
         Value("weekly big shop", rate=3.0, lines=11, quantity=0.6, price=1.3, lapse=0.05),
         Value("top-up shopper", rate=2.0, lines=5, quantity=0.2, price=0.9, lapse=0.4),
     )
-    return Shop(
+    return category_shop(
         "grocery",
-        cat,
-        values=values,
-        tastes=tuple(taste_of(rng, name, cat, cats) for name, cats in tastes),
-        segments=tuple((v, t, 1.0) for v, t in product(range(2), range(4))),
+        grocery_catalog(seed),
+        seed,
+        tastes,
+        values,
+        crossed(2, 4),
         favourites=30,
         favourite_share=0.5,
         start_share=0.4,
@@ -196,7 +220,7 @@ def _amounts(seed: int, *, item_ids: bool) -> Shop:
         cat,
         values=values,
         tastes=tastes,
-        segments=tuple((v, t, 1.0) for v, t in product(range(8), range(4))),
+        segments=crossed(8, 4),
         columns=tuple(c for c in EVENT_COLUMNS if c not in dropped),
         truth="value",
     )
@@ -214,8 +238,6 @@ def amounts_only(seed: int) -> Shop:
 
 def sparse(seed: int) -> Shop:
     """Shape (d): 1-3 orders before the cut-off, most customers buy once."""
-    rng = np.random.default_rng(seed)
-    cat = _retail_items(seed)
     tastes = (
         ("tech", ("Electronics", "Gaming")),
         ("fashion", ("Fashion", "Shoes", "Beauty")),
@@ -226,12 +248,13 @@ def sparse(seed: int) -> Shop:
         Value("one-time", rate=0.05, lines=2, quantity=0.2, price=0.9, lapse=0.7, max_orders=1),
         Value("returning", rate=0.5, lines=2.5, quantity=0.4, price=1.3, lapse=0.1, max_orders=3),
     )
-    return Shop(
+    return category_shop(
         "sparse",
-        cat,
-        values=values,
-        tastes=tuple(taste_of(rng, name, cat, cats) for name, cats in tastes),
-        segments=tuple((v, t, 1.0) for v, t in product(range(2), range(4))),
+        _retail_items(seed),
+        seed,
+        tastes,
+        values,
+        crossed(2, 4),
         favourites=4,
         favourite_share=0.3,
         start_share=0.95,

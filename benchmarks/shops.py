@@ -28,20 +28,12 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from segmenter.data import CANONICAL
 from segmenter.errors import SegmenterError
 
 START = datetime(2025, 1, 1)
-EVENT_COLUMNS = (
-    "user_id",
-    "timestamp",
-    "event_type",
-    "order_id",
-    "item_id",
-    "item_name",
-    "category",
-    "quantity",
-    "amount",
-)
+#: The canonical columns a shop can write (no texts, ratings or channels).
+EVENT_COLUMNS = tuple(c for c in CANONICAL if c not in ("text", "rating", "channel"))
 
 
 @dataclass(frozen=True)

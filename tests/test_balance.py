@@ -19,7 +19,7 @@ from benchmarks.balance import (
 )
 from benchmarks.balance_cases import shop_case
 from benchmarks.baselines import item_key, plain_texts, rfm_matrix
-from benchmarks.context import SIZES, BenchCache, BenchContext
+from benchmarks.context import SIZES, BenchCache, BenchContext, machine
 from benchmarks.markdown import render
 from benchmarks.metrics import taste_lift
 from benchmarks.retail import temporal_split
@@ -249,14 +249,7 @@ def test_balance_section_smoke(tmp_path: Path) -> None:
         "seed": 0,
         "started": "2026-01-01T00:00:00",
         "command": "test",
-        "machine": {
-            "nproc": 2,
-            "cpu": "x",
-            "ram_gib": 8.0,
-            "gpu": None,
-            "load_average_1m_at_start": 0.5,
-            "versions": {},
-        },
+        "machine": machine(),
         "sections": {"balance": section},
     }
     text = render(json.loads(json.dumps(result, default=str)))
