@@ -26,9 +26,14 @@ class SegmenterConfig:
         Number of segments for k-means; ``"auto"`` picks it in ``k_range``.
     seed : int
         Seed of every random step: UMAP, FAISS, and torch in the deep head.
+    value_tiers : int or "auto"
+        How many value tiers the k segments are cut into before taste splits them further
+        (1 = taste only, k = value only); ``"auto"`` chooses it per data set from the data
+        (:func:`segmenter.balance.choose_tiers`), recorded in ``Segmenter.balance_``.
     feature_weight : float
-        Variance of the behaviour-feature block relative to the text block (0 = text only);
-        the fitted multiplier on the standardized features is ``Segmenter.feature_factor_``.
+        Variance of the behaviour block relative to the text block (0 = text only): of the
+        value score on the 2-D map and with ``k="auto"``; of the standardized
+        ``fusion_features`` with HDBSCAN. The fitted multiplier is ``Segmenter.feature_factor_``.
     deep : bool
         Refine the encoder from the frozen segments and segment again (the deep head).
     deep_options : DeepOptions
@@ -43,13 +48,14 @@ class SegmenterConfig:
     k: int | Literal["auto"] = 8
     k_range: tuple[int, int] = (3, 14)
     seed: int = 0
+    value_tiers: int | Literal["auto"] = "auto"
     feature_weight: float = 0.6
     fusion_features: tuple[str, ...] = DEFAULT_FUSION
     pca_dims: int = 50
     umap_dims: int = 10
     umap_neighbors: int = 15
     umap_sample: int = 50_000
-    n_restarts: int = 5
+    n_restarts: int = 10
     n_iter: int = 50
     min_cluster_size: int | None = None
     assign_outliers: bool = False
@@ -68,6 +74,12 @@ class SegmenterConfig:
         check_k(self.k)
         check_k_range(self.k_range)
         at_least("--seed", self.seed, 0)
+        if self.value_tiers != "auto":
+            at_least("--value-tiers", self.value_tiers, 1)
+            if self.k != "auto" and self.value_tiers > self.k:
+                raise SegmenterError(
+                    f"--value-tiers: {self.value_tiers} should be <= --k={self.k} or 'auto'"
+                )
         at_least("--feature-weight", self.feature_weight, 0, integer=False)
         for name in ("pca_dims", "umap_dims"):
             at_least(f"--{name.replace('_', '-')}", getattr(self, name), 0)

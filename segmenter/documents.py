@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -29,7 +29,7 @@ from segmenter.errors import SegmenterError
 from segmenter.facts import facts_frame, with_item_label
 from segmenter.facts_python import PolarsOnly, python_facts
 from segmenter.features import behaviour, repeat_gap, top_channels
-from segmenter.render import SECTIONS, render_all
+from segmenter.render import SECTIONS, TASTE_SECTIONS, render_all
 from segmenter.vocabulary import REPEAT_WORDS, RETURN_WORDS, VALUE_WORDS
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,10 @@ def _shorten(text: str, offsets: Sequence[tuple[int, int]], keep: int) -> str:
     return head + "…" if head else ""
 
 
+#: How items and categories are ranked in a document.
+WEIGHTINGS = ("count", "tfidf")
+
+
 class DocumentRecipe:
     """Fitted recipe from events to documents: features, facts, text, token budget.
 
@@ -116,7 +120,11 @@ class DocumentRecipe:
         Token budget per document, special tokens included (encoder window: 256 for MiniLM;
         128 is what it was trained on and is twice as fast).
     n_items, n_categories : int
-        How many distinctive items and categories to name.
+        How many items and categories to name.
+    weighting : {"count", "tfidf"}
+        How items and categories are ranked: ``"count"`` names what the customer buys most
+        (what predicts what they buy next; the default), ``"tfidf"`` what sets them apart
+        (most bought times rarity).
     n_texts : int
         How many of the customer's own texts (most recent first) to quote.
     text_chars : int
@@ -124,7 +132,9 @@ class DocumentRecipe:
     tokenizer_path : path, optional
         ``tokenizer.json`` of the encoder; defaults to the packaged MiniLM tokenizer.
     sections : sequence of str
-        Which sections of :data:`segmenter.render.SECTIONS` documents have (default: all).
+        Which sections of :data:`segmenter.render.SECTIONS` documents have (default:
+        :data:`segmenter.render.TASTE_SECTIONS`: what the customer buys and writes; value and
+        lifecycle are carried exactly by the behaviour features, not by words).
 
     Attributes
     ----------
@@ -144,15 +154,17 @@ class DocumentRecipe:
         self,
         *,
         max_tokens: int = 128,
-        n_items: int = 5,
+        n_items: int = 12,
         n_categories: int = 3,
         n_texts: int = 2,
         text_chars: int = 160,
         tokenizer_path: str | os.PathLike[str] | None = None,
-        sections: Sequence[str] = SECTIONS,
+        sections: Sequence[str] = TASTE_SECTIONS,
+        weighting: Literal["count", "tfidf"] = "count",
     ) -> None:
         self.max_tokens = max_tokens
         self.n_items = n_items
+        self.weighting = weighting
         self.n_categories = n_categories
         self.n_texts = n_texts
         self.text_chars = text_chars
@@ -200,6 +212,8 @@ class DocumentRecipe:
         for name in ("n_items", "n_categories", "n_texts", "text_chars"):
             if getattr(self, name) < 0:
                 raise SegmenterError(f"{name}={getattr(self, name)} should be >= 0")
+        if self.weighting not in WEIGHTINGS:
+            raise SegmenterError(f"weighting: {self.weighting!r} is not one of {list(WEIGHTINGS)}")
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown:
             raise SegmenterError(f"sections: unknown section {unknown[0]!r}; allowed: {SECTIONS}")
@@ -296,6 +310,7 @@ class DocumentRecipe:
             "params": {
                 "max_tokens": self.max_tokens,
                 "n_items": self.n_items,
+                "weighting": self.weighting,
                 "n_categories": self.n_categories,
                 "n_texts": self.n_texts,
                 "text_chars": self.text_chars,

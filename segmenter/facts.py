@@ -51,6 +51,10 @@ class FittedFacts(Protocol):
     """What the facts need of a fitted :class:`~segmenter.documents.DocumentRecipe`."""
 
     n_items: int
+
+    @property
+    def weighting(self) -> str: ...
+
     n_categories: int
     n_texts: int
     text_chars: int
@@ -142,7 +146,7 @@ def _tfidf(
     scored = (
         counts.join(idf, on=key, how="left")
         .with_columns(pl.col("idf").fill_null(recipe.max_idf_))
-        .with_columns((pl.col("n").sqrt() * pl.col("idf")).alias("score"))
+        .with_columns(_score(recipe.weighting).alias("score"))
         .sort(["user_id", "score", key], descending=[False, True, False])
         .group_by("user_id", maintain_order=True)
         .head(k)
@@ -152,6 +156,12 @@ def _tfidf(
         percent = (pl.col("share") * 100).round(0, mode="half_to_even").cast(pl.Int64)
         aggs.append(percent.alias(shares))
     return scored.group_by("user_id", maintain_order=True).agg(aggs)
+
+
+def _score(weighting: str) -> pl.Expr:
+    if weighting == "count":
+        return pl.col("n").cast(pl.Float64)
+    return pl.col("n").sqrt() * pl.col("idf")
 
 
 def _shares(counts: pl.LazyFrame) -> pl.LazyFrame:

@@ -181,8 +181,10 @@ def _tfidf(recipe: FittedFacts, counts: Counter[str], key: str, k: int) -> list[
     if k == 0 or not counts:
         return []
     idf = recipe.idf_[key]
+    by_count = recipe.weighting == "count"
     scored = [
-        (math.sqrt(n) * idf.get(label, recipe.max_idf_), label) for label, n in counts.items()
+        (float(n) if by_count else math.sqrt(n) * idf.get(label, recipe.max_idf_), label)
+        for label, n in counts.items()
     ]
     if any(math.isnan(score) for score, _ in scored):
         raise PolarsOnly("NaN TF-IDF score")

@@ -1,8 +1,8 @@
-"""The :class:`Segmenter`: documents -> embedding -> fusion -> reduction -> clusters.
+"""The :class:`Segmenter`: documents -> embedding -> taste space + value score -> segments.
 
 ``fit`` discovers segments on a customer base; ``predict`` places new customers in them with the
-same document builder, encoder, scaler, reduction and centres; ``save``/``load`` keep all of it
-in a folder.
+same recipe, encoder, reduction, value axis and centres; ``save``/``load`` keep all of it in a
+folder of data (:mod:`segmenter.modelfolder`).
 """
 
 from __future__ import annotations
@@ -17,32 +17,48 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from segmenter import __version__, io
+from segmenter import segment
+from segmenter.balance import ValueAxis
 from segmenter.checks import check_enough
-from segmenter.cluster import DensityClusterer, KMeansClusterer, select_k
+from segmenter.cluster import DensityClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData
 from segmenter.documents import DocumentRecipe
-from segmenter.embed import (
-    DEFAULT_ENCODER,
-    EmbeddingCache,
-    Encoder,
-    SentenceTransformerEncoder,
-    embed_documents,
-    folder_identity,
-)
+from segmenter.embed import EmbeddingCache, Encoder, SentenceTransformerEncoder, embed_documents
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler, feature_factor, fuse
-from segmenter.persist import FORMAT, MODEL_FILE, load_stage, read_model_file, save_stage
 from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
 
 logger = logging.getLogger(__name__)
 
-#: fitted stages saved as data, each ``self.<name>_`` (see :mod:`segmenter.persist`)
-STAGES = ("scaler", "reducer", "map", "clusterer")
 # what _segment fits: restored when the deep head's segments are not kept
-SEGMENT_STATE = ("feature_factor_", "reducer_", "map_", "clusterer_", "k_curve_", "k_")
+SEGMENT_STATE = (
+    "text_reducer_", "feature_factor_", "reducer_", "map_", "clusterer_", "taste_",
+    "k_curve_", "k_", "balance_",
+)  # fmt: skip
+#: value tiers of the ``value_tier`` column (fewer when k is smaller)
+VALUE_TIERS = 4
+
+
+class _Behaviour(NamedTuple):
+    """What a segmentation pass reads of the training customers besides their embedding."""
+
+    events: pl.DataFrame
+    features: pl.DataFrame
+    scaled: np.ndarray  # standardized fusion features (HDBSCAN; the deep head's check)
+    score: np.ndarray  # value score
+
+
+class Placed(NamedTuple):
+    """Where :meth:`Segmenter.transform` puts customers, one row each."""
+
+    features: pl.DataFrame
+    documents: pl.DataFrame
+    taste: np.ndarray  # the reduced text embedding
+    score: np.ndarray  # the value score
+    reduced: np.ndarray  # the space the segments live in
+    shown: np.ndarray  # what the 2-D map projects
 
 
 class Segmented(NamedTuple):
@@ -117,8 +133,9 @@ class Segmenter:
         """Discover segments in ``data``.
 
         Fitted attributes: ``assignments_`` (one row per customer), ``recipe_`` (events ->
-        features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims),
-        ``k_``, ``k_curve_``, ``quality_``, ``timings_``, ``embedding_stats_``.
+        features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims:
+        the space the segments live in), ``k_``, ``k_curve_``, ``balance_`` (the value tiers
+        and how they were chosen), ``quality_``, ``timings_``, ``embedding_stats_``.
         """
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
@@ -142,23 +159,31 @@ class Segmenter:
             )
         self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
         scaled = self.scaler_.transform(features)
-        segmented = self._segment(emb, scaled)
+        self.value_axis_ = ValueAxis(VALUE_TIERS).fit(features)
+        score = self.value_axis_.transform(features)
+        behaviour = _Behaviour(data.events, features, scaled, score)
+        segmented = self._segment(emb, behaviour)
         if cfg.deep:
-            segmented = self._deep(encoder, documents, scaled, segmented)
-        reduced, coords, labels, confidence, distance = segmented
+            segmented = self._deep(encoder, documents, behaviour, segmented)
+        reduced, labels = segmented.reduced, segmented.labels
         with self._stage("profile"):
             from segmenter.profile import name_segments
 
             self.segment_names_ = name_segments(features, labels, data.events)
             self.quality_ = clustering_quality(reduced, labels, seed=cfg.seed)
         self.features_, self.documents_, self.reduced_ = features, documents, reduced
+        taste = self.text_reducer_.transform(emb) if cfg.method == "hdbscan" else reduced
         self.assignments_ = self._assignments(
-            features["user_id"], labels, confidence, distance, coords
+            features["user_id"], segmented, score, self.taste_.predict(taste)[0]
         )
         return self
 
     def _deep(
-        self, encoder: Encoder, documents: pl.DataFrame, scaled: np.ndarray, frozen: Segmented
+        self,
+        encoder: Encoder,
+        documents: pl.DataFrame,
+        behaviour: _Behaviour,
+        frozen: Segmented,
     ) -> Segmented:
         """Refine the encoder from the frozen segments and segment again; keep the frozen
         encoder and segments when the new ones explain less of the behaviour features."""
@@ -178,12 +203,12 @@ class Segmenter:
         try:
             with self._stage("embed"):
                 emb, _ = embed_documents(refined.encoder, texts, self.cache)
-            tuned = self._segment(emb, scaled)
+            tuned = self._segment(emb, behaviour)
         except BaseException:
             self._restore(kept)
             raise
-        before = behaviour_separation(scaled, frozen.labels)
-        after = behaviour_separation(scaled, tuned.labels)
+        before = behaviour_separation(behaviour.scaled, frozen.labels)
+        after = behaviour_separation(behaviour.scaled, tuned.labels)
         # eta^2 can only grow with more groups: with k = auto or HDBSCAN a fine-tuned run that
         # finds more segments passes more easily
         accepted = after >= cfg.deep_keep_behaviour * before
@@ -207,35 +232,56 @@ class Segmenter:
         for name, value in state.items():
             setattr(self, name, value)
 
-    def _segment(self, emb: np.ndarray, scaled: np.ndarray) -> Segmented:
-        """Fuse with the scaled behaviour features, reduce, draw the map and cluster."""
+    def _segment(self, emb: np.ndarray, behaviour: _Behaviour) -> Segmented:
+        """Taste space and value score -> segments (k-means: value tiers split by taste;
+        HDBSCAN: density clusters of the fused space), the 2-D map and the taste groups."""
         cfg = self.config_
-        with self._stage("fuse"):
-            self.feature_factor_ = feature_factor(emb, len(cfg.fusion_features), cfg.feature_weight)
-            fused = fuse(emb, scaled, self.feature_factor_)
+        events, features, scaled, score = behaviour
         with self._stage("reduce"):
-            self.reducer_ = self._reducer(cfg.umap_dims)
-            reduced = self.reducer_.fit_transform(fused)
-            self.map_ = Reducer(
-                pca_dims=0,
-                umap_dims=2,
-                n_neighbors=cfg.umap_neighbors,
-                min_dist=0.1,
-                sample_size=cfg.umap_sample,
-                random_state=cfg.seed,
-            )
-            coords = self.map_.fit_transform(reduced) if cfg.umap_dims > 2 else reduced[:, :2]
+            self.text_reducer_ = self._reducer(cfg.pca_dims, 0)
+            taste = self.text_reducer_.fit_transform(emb)
+        self.k_curve_: list[dict[str, float]] = []
+        self.balance_: dict[str, Any] | None = None
+        self.reducer_: Reducer | None = None
+        if cfg.method == "hdbscan":
+            with self._stage("fuse"):
+                self.feature_factor_ = feature_factor(
+                    emb, len(cfg.fusion_features), cfg.feature_weight
+                )
+                fused = fuse(emb, scaled, self.feature_factor_)
+            with self._stage("reduce"):
+                self.reducer_ = self._reducer(cfg.pca_dims, cfg.umap_dims)
+                reduced = shown = self.reducer_.fit_transform(fused)
+            with self._stage("cluster"):
+                self.clusterer_: Any = DensityClusterer(
+                    min_cluster_size=cfg.min_cluster_size, assign_outliers=cfg.assign_outliers
+                ).fit(reduced)
+                self.k_ = len(self.clusterer_.cluster_centers_)
+                _, confidence, distance = self.clusterer_.predict(reduced)
+        else:
+            self.feature_factor_ = segment.value_factor(taste, cfg)
+            reduced, shown = taste, segment.map_input(taste, score, self.feature_factor_)
+            with self._stage("cluster"):
+                self.k_, self.k_curve_ = segment.resolve_k(cfg, shown)
+                self.clusterer_, self.balance_ = segment.fit_tiers(
+                    taste, score, features, events, cfg, self.k_
+                )
+                _, confidence, distance = self.clusterer_.predict(taste, score)
+        labels = self.clusterer_.labels_
         with self._stage("cluster"):
-            self.k_curve_: list[dict[str, float]] = []
-            self.clusterer_ = self._cluster(reduced)
-            _, confidence, distance = self.clusterer_.predict(reduced)
-            labels = self.clusterer_.labels_
+            self.taste_ = segment.taste_groups(taste, max(2, self.k_), cfg)
+        with self._stage("map"):
+            self.map_ = Reducer(
+                pca_dims=0, umap_dims=2, n_neighbors=cfg.umap_neighbors, min_dist=0.1,
+                sample_size=cfg.umap_sample, random_state=cfg.seed,
+            )  # fmt: skip
+            coords = self.map_.fit_transform(shown) if shown.shape[1] > 2 else shown[:, :2]
         return Segmented(reduced, coords, labels, confidence, distance)
 
-    def _reducer(self, umap_dims: int) -> Reducer:
+    def _reducer(self, pca_dims: int, umap_dims: int) -> Reducer:
         cfg = self.config_
         return Reducer(
-            pca_dims=cfg.pca_dims,
+            pca_dims=pca_dims,
             umap_dims=umap_dims,
             n_neighbors=cfg.umap_neighbors,
             min_dist=0.0,
@@ -243,41 +289,22 @@ class Segmenter:
             random_state=cfg.seed,
         )
 
-    def _cluster(self, reduced: np.ndarray) -> KMeansClusterer | DensityClusterer:
-        cfg = self.config_
-        if cfg.method == "hdbscan":
-            clusterer: Any = DensityClusterer(
-                min_cluster_size=cfg.min_cluster_size, assign_outliers=cfg.assign_outliers
-            ).fit(reduced)
-            self.k_ = len(clusterer.cluster_centers_)
-            return clusterer
-        k = cfg.k
-        if k == "auto":
-            k, self.k_curve_ = select_k(reduced, cfg.k_range, random_state=cfg.seed)
-            logger.info("chose k=%d", k)
-        self.k_ = int(k)
-        return KMeansClusterer(
-            self.k_, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed
-        ).fit(reduced)
-
     def _assignments(
-        self,
-        user_id: pl.Series,
-        labels: np.ndarray,
-        confidence: np.ndarray,
-        distance: np.ndarray,
-        coords: np.ndarray,
+        self, user_id: pl.Series, placed: Segmented, score: np.ndarray, taste_group: np.ndarray
     ) -> pl.DataFrame:
+        labels, coords = placed.labels, placed.coords
         names = [self.segment_names_.get(int(s), "Outliers") for s in labels]
         return pl.DataFrame(
             {
                 "user_id": user_id,
                 "segment": pl.Series(labels, dtype=pl.Int64),
                 "segment_name": pl.Series(names, dtype=pl.String),
-                "confidence": pl.Series(confidence, dtype=pl.Float32),
-                "distance": pl.Series(distance, dtype=pl.Float32),
+                "confidence": pl.Series(placed.confidence, dtype=pl.Float32),
+                "distance": pl.Series(placed.distance, dtype=pl.Float32),
                 "map_x": pl.Series(coords[:, 0], dtype=pl.Float32),
                 "map_y": pl.Series(coords[:, 1], dtype=pl.Float32),
+                "value_tier": pl.Series(self.value_axis_.tiers(score), dtype=pl.Int64),
+                "taste_group": pl.Series(taste_group, dtype=pl.Int64),
             }
         )
 
@@ -302,13 +329,11 @@ class Segmenter:
             The space the segments live in.
         """
         timings: dict[str, float] = {}
-        out = self._transform(data, timings)
+        placed = self._transform(data, timings)
         self.last_timings_ = timings
-        return out
+        return placed.features, placed.documents, placed.reduced
 
-    def _transform(
-        self, data: EventData, timings: dict[str, float]
-    ) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
+    def _transform(self, data: EventData, timings: dict[str, float]) -> Placed:
         if not hasattr(self, "clusterer_"):
             raise RuntimeError("Segmenter is not fitted; call fit or load first")
         with self._stage("features", timings):
@@ -319,10 +344,17 @@ class Segmenter:
             texts = documents["document"].to_list()
             emb, _ = embed_documents(self._encoder(), texts, self.cache)
         with self._stage("fuse", timings):
-            fused = fuse(emb, self.scaler_.transform(features), self.feature_factor_)
+            score = self.value_axis_.transform(features)
+            fused = None
+            if self.reducer_ is not None:
+                fused = fuse(emb, self.scaler_.transform(features), self.feature_factor_)
         with self._stage("reduce", timings):
-            reduced = self.reducer_.transform(fused)
-        return features, documents, reduced
+            taste = self.text_reducer_.transform(emb)
+            if self.reducer_ is None:
+                reduced, shown = taste, segment.map_input(taste, score, self.feature_factor_)
+            else:
+                reduced = shown = self.reducer_.transform(fused)  # type: ignore[arg-type]
+        return Placed(features, documents, taste, score, reduced, shown)
 
     def predict(self, data: EventData, *, map_coords: bool = True) -> pl.DataFrame:
         """Place customers in the fitted segments.
@@ -344,54 +376,36 @@ class Segmenter:
         Returns
         -------
         polars.DataFrame
-            user_id, segment, segment_name, confidence, distance, map_x, map_y.
+            user_id, segment, segment_name, confidence, distance, map_x, map_y, value_tier,
+            taste_group.
         """
         timings: dict[str, float] = {}
-        features, _, reduced = self._transform(data, timings)
+        p = self._transform(data, timings)
         with self._stage("cluster", timings):
-            labels, confidence, distance = self.clusterer_.predict(reduced)
-        with self._stage("map", timings):
-            mapped = getattr(self.map_, "umap_", None) is not None
-            if not map_coords:
-                coords = np.full((len(reduced), 2), np.nan, dtype=np.float32)
-            elif mapped:
-                coords = self.map_.transform(reduced)
+            if self.reducer_ is None:
+                labels, confidence, distance = self.clusterer_.predict(p.taste, p.score)
             else:
-                coords = reduced[:, :2]
+                labels, confidence, distance = self.clusterer_.predict(p.reduced)
+            taste_group = self.taste_.predict(p.taste)[0]
+        with self._stage("map", timings):
+            if not map_coords:
+                coords = np.full((len(p.reduced), 2), np.nan, dtype=np.float32)
+            elif getattr(self.map_, "umap_", None) is not None:
+                coords = self.map_.transform(p.shown)
+            else:
+                coords = p.shown[:, :2]
         self.last_timings_ = timings
-        return self._assignments(features["user_id"], labels, confidence, distance, coords)
+        placed = Segmented(p.reduced, coords, labels, confidence, distance)
+        return self._assignments(p.features["user_id"], placed, p.score, taste_group)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the fitted model into the folder ``path`` (created; files replaced).
+        """Write the fitted model into the folder ``path`` (created; files replaced): data
+        only (JSON and ``.npy``; a fine-tuned encoder as safetensors), see
+        :mod:`segmenter.modelfolder`."""
+        from segmenter.modelfolder import save_model
 
-        Data only: ``segmenter.json`` (format, parameters, each stage's parameters and array
-        files) and one ``.npy`` per fitted array; a fine-tuned encoder goes to ``encoder/``
-        as safetensors. Loading it runs no code from the folder.
-        """
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        encoder = self._encoder()
-        encoder_ref: dict[str, Any] = {"identity": encoder.identity}
-        if getattr(encoder, "finetuned", False):
-            encoder.save(str(folder / "encoder"))  # type: ignore[attr-defined]
-            encoder_ref = {"path": "encoder", "identity": folder_identity(str(folder / "encoder"))}
-        else:
-            encoder_ref["path"] = self.config_.encoder or DEFAULT_ENCODER
-        stages = {name: getattr(self, f"{name}_") for name in STAGES}
-        state = {
-            "format": FORMAT,
-            "segmenter_version": __version__,
-            "config": self.config_.to_dict(),
-            "documents": self.recipe_.state(),
-            "feature_factor": self.feature_factor_,
-            "encoder": encoder_ref,
-            "k": self.k_,
-            "segment_names": {str(k): v for k, v in self.segment_names_.items()},
-            "clusterer_kind": type(self.clusterer_).__name__,
-            "stages": {name: save_stage(folder, name, stage) for name, stage in stages.items()},
-        }
-        io.write_json(state, folder / MODEL_FILE)  # last: a model file names complete arrays
+        save_model(self, path, self._encoder())
 
     @classmethod
     def load(
@@ -404,61 +418,6 @@ class Segmenter:
         progress: bool = True,
     ) -> Segmenter:
         """Load a model folder written by :meth:`save`; it reads data only (JSON, ``.npy``)."""
-        folder = Path(path)
-        state = read_model_file(folder)
-        try:
-            self = cls._from_state(state, folder, encoder, cache, device, progress)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            if isinstance(exc, SegmenterError):
-                raise
-            raise SegmenterError(
-                f"--model: '{folder / MODEL_FILE}' is damaged ({type(exc).__name__}: {exc}); "
-                f"re-fit the model"
-            ) from None
-        ref = state["encoder"]
-        if self.encoder is None:
-            model_path = folder / ref["path"] if ref["path"] == "encoder" else ref["path"]
-            self.encoder = SentenceTransformerEncoder(
-                None if model_path == DEFAULT_ENCODER else model_path,
-                device=device,
-                batch_size=self.config_.batch_size,
-                show_progress=progress,
-            )
-        if self.encoder.identity != ref["identity"]:
-            logger.warning(
-                "encoder %s differs from the one the model was fitted with (%s); "
-                "assignments may drift",
-                self.encoder.identity,
-                ref["identity"],
-            )
-        return self
+        from segmenter.modelfolder import load_model
 
-    @classmethod
-    def _from_state(
-        cls,
-        state: dict[str, Any],
-        folder: Path,
-        encoder: Encoder | None,
-        cache: EmbeddingCache | None,
-        device: str,
-        progress: bool,
-    ) -> Segmenter:
-        config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
-        self = cls(config, encoder=encoder, cache=cache, progress=progress)
-        self.config_ = config
-        self.recipe_ = DocumentRecipe.from_state(state["documents"])
-        self.feature_factor_ = float(state["feature_factor"])
-        self.k_ = int(state["k"])
-        self.segment_names_ = {int(k): v for k, v in state["segment_names"].items()}
-        kinds = {"KMeansClusterer": KMeansClusterer, "DensityClusterer": DensityClusterer}
-        if state["clusterer_kind"] not in kinds:
-            raise ValueError(
-                f"clusterer_kind {state['clusterer_kind']!r} is not one of {list(kinds)}"
-            )
-        classes = {"scaler": FeatureScaler, "reducer": Reducer, "map": Reducer}
-        classes["clusterer"] = kinds[state["clusterer_kind"]]
-        for name in STAGES:
-            stage = load_stage(folder, name, state["stages"].get(name), classes[name])
-            setattr(self, f"{name}_", stage)
-        self.timings_ = {}
-        return self
+        return load_model(cls, path, encoder=encoder, cache=cache, device=device, progress=progress)

@@ -27,6 +27,9 @@ SECTIONS: tuple[Section, ...] = (
     "ratings",
     "texts",
 )
+#: What a document says by default: what the customer buys and writes (taste). Value and
+#: lifecycle are carried exactly by the behaviour features next to the embedding.
+TASTE_SECTIONS: tuple[Section, ...] = ("categories", "items", "texts")
 #: Value words of each fact of the value sentence.
 _VALUE_SCALES: dict[str, tuple[str, ...]] = {
     **V.VALUE_WORDS,
@@ -35,7 +38,7 @@ _VALUE_SCALES: dict[str, tuple[str, ...]] = {
 }
 
 
-def render(facts: Mapping[str, Any], sections: Sequence[str] = SECTIONS) -> str:
+def render(facts: Mapping[str, Any], sections: Sequence[str] = TASTE_SECTIONS) -> str:
     """The document of one customer.
 
     Parameters
@@ -55,13 +58,18 @@ def render(facts: Mapping[str, Any], sections: Sequence[str] = SECTIONS) -> str:
         _habits(facts, "habits" in on, "channels" in on),
         _attributes(facts["attributes"]) if "attributes" in on else None,
         _rating(facts["rating"]) if "ratings" in on else None,
-        _quotes(V.SEARCHES, facts["searches"], V.SEARCH_SEP, "") if "texts" in on else None,
-        _quotes(V.WRITES, facts["writes"], V.QUOTE_SEP, V.QUOTE) if "texts" in on else None,
     ]
-    return " ".join(p for p in pieces if p is not None)
+    if "texts" in on and not any(pieces):  # a customer who only wrote: the texts alone
+        return " ".join([*(facts["searches"] or []), *(facts["writes"] or [])]) or V.NOTHING_KNOWN
+    if "texts" in on:
+        pieces.append(_quotes(V.SEARCHES, facts["searches"], V.SEARCH_SEP, ""))
+        pieces.append(_quotes(V.WRITES, facts["writes"], V.QUOTE_SEP, V.QUOTE))
+    return " ".join(p for p in pieces if p is not None) or V.NOTHING_KNOWN
 
 
-def render_all(facts: Iterable[Mapping[str, Any]], sections: Sequence[str] = SECTIONS) -> list[str]:
+def render_all(
+    facts: Iterable[Mapping[str, Any]], sections: Sequence[str] = TASTE_SECTIONS
+) -> list[str]:
     """:func:`render` of every row, in order."""
     return [render(row, sections) for row in facts]
 

@@ -66,7 +66,7 @@ def customers_table(model: Segmenter) -> pl.DataFrame:
 
 
 def run_metadata(model: Segmenter, data: EventData, extra: dict[str, Any]) -> dict[str, Any]:
-    reducer = model.reducer_
+    sampled = getattr(model.reducer_ or model.map_, "sampled_", False)
     meta: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
@@ -81,13 +81,14 @@ def run_metadata(model: Segmenter, data: EventData, extra: dict[str, Any]) -> di
         "encoder": getattr(model.encoder, "identity", None),
         "device": _device(model),
         "reduction": {
-            "pca_components": None
-            if reducer.pca_components_ is None
-            else len(reducer.pca_components_),
-            "umap_dims": model.config_.umap_dims,
-            "umap_fitted_on_sample": bool(reducer.sampled_),
-            "umap_sample_size": model.config_.umap_sample if reducer.sampled_ else None,
+            "pca_components": len(pca)
+            if (pca := model.text_reducer_.pca_components_) is not None
+            else None,
+            "umap_dims": model.config_.umap_dims if model.reducer_ is not None else 0,
+            "umap_fitted_on_sample": bool(sampled),
+            "umap_sample_size": model.config_.umap_sample if sampled else None,
         },
+        "balance": model.balance_,
         "clustering": {"method": model.config_.method, "faiss_gpu": _faiss_gpu(model)},
         "segments": {str(k): v for k, v in model.segment_names_.items()},
         "versions": versions(),

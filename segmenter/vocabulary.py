@@ -58,6 +58,8 @@ CATEGORIES = "Categories: "
 ITEMS = "Items: "
 SEARCHES = "Searches: "
 WRITES = "Writes: "
+#: The document of a customer of whom nothing is known but numbers (no items, no texts).
+NOTHING_KNOWN = "No items or texts."
 RATES = "Rates "
 ON_AVERAGE = " on average."
 
@@ -90,5 +92,6 @@ def phrases() -> list[str]:
         ITEMS,
         SEARCHES,
         WRITES,
+        NOTHING_KNOWN,
         RATES + ON_AVERAGE,
     ]

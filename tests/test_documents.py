@@ -16,7 +16,11 @@ from segmenter.data import EventData, load_events
 from segmenter.documents import DocumentRecipe, default_tokenizer_path, serialize
 from segmenter.errors import SegmenterError
 from segmenter.features import behaviour
+from segmenter.render import SECTIONS
 from segmenter.vocabulary import REPEAT_WORDS, VALUE_WORDS
+
+#: every section, items ranked by TF-IDF: the analyst's note of earlier versions
+FULL = {"sections": SECTIONS, "weighting": "tfidf", "n_items": 5}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def n_tokens(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def small_docs(small_data: EventData, small_features: pl.DataFrame) -> pl.DataFrame:
-    return serialize(small_data.events, small_features, small_data.users)
+    return serialize(small_data.events, small_features, small_data.users, **FULL)
 
 
 # -- determinism -------------------------------------------------------------------------------
@@ -43,7 +47,7 @@ def small_docs(small_data: EventData, small_features: pl.DataFrame) -> pl.DataFr
 def test_same_input_same_documents(
     small_data: EventData, small_features: pl.DataFrame, small_docs: pl.DataFrame
 ) -> None:
-    again = serialize(small_data.events, small_features, small_data.users)
+    again = serialize(small_data.events, small_features, small_data.users, **FULL)
     assert again.equals(small_docs)
     assert small_docs["user_id"].to_list() == small_features["user_id"].to_list()
     assert small_docs["document"].null_count() == 0
@@ -56,10 +60,10 @@ def test_documents_do_not_depend_on_row_order(
     events = small_tables["events"].sample(fraction=1.0, shuffle=True, seed=seed)
     users = small_tables["users"].sample(fraction=1.0, shuffle=True, seed=seed)
     data = load_events(events, users=users)
-    docs = serialize(data.events, behaviour(data.events), data.users)
+    docs = serialize(data.events, behaviour(data.events), data.users, **FULL)
     assert docs.equals(small_docs)
     # also when the events skip the loader (and so its sorting)
-    raw_docs = serialize(events, behaviour(events), users)
+    raw_docs = serialize(events, behaviour(events), users, **FULL)
     assert raw_docs.equals(small_docs)
 
 
@@ -70,7 +74,9 @@ def test_documents_do_not_depend_on_row_order(
 def test_every_document_within_budget(
     small_data: EventData, small_features: pl.DataFrame, tokenizer: Tokenizer, max_tokens: int
 ) -> None:
-    docs = serialize(small_data.events, small_features, small_data.users, max_tokens=max_tokens)
+    docs = serialize(
+        small_data.events, small_features, small_data.users, max_tokens=max_tokens, **FULL
+    )
     counts = n_tokens(tokenizer, docs["document"].to_list())
     assert max(counts) <= max_tokens
     assert max(counts) >= max_tokens - 3  # the budget is used, not wasted
@@ -124,7 +130,7 @@ def test_chinese_text_survives(tokenizer: Tokenizer) -> None:
         }
     )
     data = load_events(frame)
-    docs = serialize(data.events, behaviour(data.events), max_tokens=128)
+    docs = serialize(data.events, behaviour(data.events), max_tokens=128, **FULL)
     doc = docs.filter(pl.col("user_id") == "张伟")["document"].item()
     assert '"包装精美，送礼很有面子"' in doc
     assert "丝绸围巾" in doc and "时尚 > 配饰 (100%)" in doc
@@ -146,7 +152,7 @@ def test_value_words_present(small_docs: pl.DataFrame, small_features: pl.DataFr
     assert ", one-time buyer, " in docs[one_timer]
 
 
-def test_distinctive_items_win_over_what_everybody_buys() -> None:
+def test_tfidf_names_distinctive_items_and_count_names_the_most_bought() -> None:
     rows = []
     t0 = datetime(2024, 1, 1, 10)
     for u in range(20):  # everybody buys the common mug (once)
@@ -164,11 +170,16 @@ def test_distinctive_items_win_over_what_everybody_buys() -> None:
     assert (u00["item_name"] == "common mug").sum() > (u00["item_name"] == "rare brass lamp").sum()
     docs = serialize(data.events, behaviour(data.events), n_items=1, n_categories=1)
     doc = docs.filter(pl.col("user_id") == "u00")["document"].item()
+    assert doc == "Categories: kitchen (57%). Items: common mug."  # the default: most bought
+    docs = serialize(
+        data.events, behaviour(data.events), n_items=1, n_categories=1, weighting="tfidf"
+    )
+    doc = docs.filter(pl.col("user_id") == "u00")["document"].item()
     assert "Items: rare brass lamp." in doc
     assert "Categories: lighting (" in doc
     assert "common mug" not in doc
     # with room for both, both are named, the distinctive one first
-    docs = serialize(data.events, behaviour(data.events), n_items=2)
+    docs = serialize(data.events, behaviour(data.events), n_items=2, weighting="tfidf")
     doc = docs.filter(pl.col("user_id") == "u00")["document"].item()
     assert "Items: rare brass lamp, common mug." in doc
     # category shares are of the customer's own purchases

@@ -24,6 +24,7 @@ from segmenter.facts_python import PolarsOnly, python_facts
 from segmenter.features import behaviour
 from segmenter.privacy import mask as polars_mask
 from segmenter.privacy import mask_python
+from segmenter.render import SECTIONS
 from segmenter.vocabulary import DAYPARTS
 
 #: no document is cut: the comparison sees every character that was built
@@ -34,10 +35,18 @@ UNCUT = 100_000
 def builders(small_data: EventData, small_features: pl.DataFrame) -> list[DocumentRecipe]:
     fitted = []
     for params in (
-        {"max_tokens": UNCUT},
-        {"max_tokens": UNCUT, "n_items": 2, "n_categories": 5, "n_texts": 4, "text_chars": 12},
-        {"max_tokens": UNCUT, "n_items": 0, "n_categories": 0, "n_texts": 0},
-        {},  # the default budget of 128 tokens: cut documents
+        {"max_tokens": UNCUT, "sections": SECTIONS},
+        {
+            "max_tokens": UNCUT,
+            "n_items": 2,
+            "n_categories": 5,
+            "n_texts": 4,
+            "text_chars": 12,
+            "sections": SECTIONS,
+            "weighting": "tfidf",
+        },
+        {"max_tokens": UNCUT, "n_items": 0, "n_categories": 0, "n_texts": 0, "sections": SECTIONS},
+        {},  # the defaults (what the customer buys and writes) and a budget of 128 tokens
     ):
         builder = DocumentRecipe(**params)  # type: ignore[arg-type]
         builder.fit_features(small_data.events)

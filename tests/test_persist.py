@@ -131,14 +131,17 @@ def test_loaded_model_reassigns_training_customers(
     model, folder = saved
     assert not list(folder.glob("*.joblib")) and not list(folder.glob("*.pkl"))
     state = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+    fused = {"reducer"} if model.config_.method == "hdbscan" else set()
     assert state["format"] == FORMAT and set(state["stages"]) == {
-        "scaler", "reducer", "map", "clusterer",
+        "scaler", "value_axis", "text_reducer", "map", "clusterer", "taste", *fused,
     }  # fmt: skip
     loaded = Segmenter.load(folder, encoder=WordEncoder(), progress=False)
     again = loaded.predict(small_data)
     fit = model.assignments_
     assert again["user_id"].equals(fit["user_id"])
     assert (again["segment"] == fit["segment"]).mean() >= 0.99
+    assert again["value_tier"].equals(fit["value_tier"])
+    assert (again["taste_group"] == fit["taste_group"]).mean() >= 0.99
     np.testing.assert_allclose(again["map_x"].to_numpy(), fit["map_x"].to_numpy(), atol=1e-5)
 
 
@@ -220,7 +223,7 @@ def test_assign_runs_nothing_from_a_tampered_folder(
 
 
 def _truncate(folder: Path) -> None:
-    path = folder / "reducer.umap_anchors.npy"
+    path = folder / "map.umap_anchors.npy"
     path.write_bytes(path.read_bytes()[:-100])
 
 
@@ -233,8 +236,8 @@ def _truncate(folder: Path) -> None:
         ),
         (lambda f: _edit_model_file(f, format="2"), "not a segmenter model file"),
         (
-            lambda f: (f / "clusterer.cluster_centers.npy").unlink(),
-            "cluster_centers.npy' is missing",
+            lambda f: sorted(f.glob("clusterer.*.npy"))[0].unlink(),
+            r"clusterer\.\w+\.npy' is missing",
         ),
         (_truncate, "umap_anchors.npy' is damaged or truncated"),
         (

@@ -38,6 +38,66 @@ def margin_confidence(sq_dist: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - d[:, 0] / np.maximum(d[:, 1], 1e-12), 0.0, 1.0).astype(np.float32)
 
 
+def kmeans_centroids(
+    X: np.ndarray,
+    k: int,
+    weights: np.ndarray | None = None,
+    *,
+    n_restarts: int = 5,
+    n_iter: int = 50,
+    random_state: int = 0,
+    gpu: bool = False,
+) -> np.ndarray:
+    """Centres of (weighted) k-means++ with ``n_restarts`` runs, the lowest objective kept.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_points, dims)
+    k : int
+    weights : ndarray of shape (n_points,), optional
+        Non-negative weight of each point in the objective.
+
+    Returns
+    -------
+    ndarray of shape (k, dims), float32
+    """
+    import faiss
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    km = faiss.Kmeans(
+        X.shape[1],
+        int(k),
+        niter=n_iter,
+        nredo=n_restarts,
+        seed=int(random_state) % (2**31),
+        # the default (256) silently subsamples to k * 256 points; use them all
+        max_points_per_centroid=max(256, len(X) // int(k) + 1),
+        min_points_per_centroid=1,
+        init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS,
+        gpu=bool(gpu),
+        verbose=False,
+    )
+    km.train(X, weights=None if weights is None else np.ascontiguousarray(weights, np.float32))
+    return np.asarray(km.centroids, dtype=np.float32)
+
+
+def weighted_kmeans(
+    X: np.ndarray,
+    k: int,
+    weights: np.ndarray | None = None,
+    *,
+    n_restarts: int = 5,
+    n_iter: int = 50,
+    random_state: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (n_points,) and centres (k, dims) of :func:`kmeans_centroids`, on the CPU."""
+    centroids = kmeans_centroids(
+        X, k, weights, n_restarts=n_restarts, n_iter=n_iter, random_state=random_state
+    )
+    _, idx = nearest(X, centroids, 1)
+    return idx[:, 0].astype(np.int64), centroids
+
+
 class KMeansClusterer:
     """k-means (FAISS) with k-means++ initialization and restarts.
 
@@ -71,7 +131,6 @@ class KMeansClusterer:
         self.gpu = gpu
 
     def fit(self, X: np.ndarray) -> KMeansClusterer:
-        import faiss
 
         n = len(X)
         # the pipeline checked its config already; these guard standalone use, same messages
@@ -81,22 +140,12 @@ class KMeansClusterer:
         at_least("n_iter", self.n_iter, 1)
         gpu = faiss_has_gpu() if self.gpu is None else self.gpu
         X = np.ascontiguousarray(X, dtype=np.float32)
-        km = faiss.Kmeans(
-            X.shape[1],
-            int(self.k),
-            niter=self.n_iter,
-            nredo=self.n_restarts,
-            seed=int(self.random_state) % (2**31),
-            # the default (256) silently subsamples to k * 256 points; use them all
-            max_points_per_centroid=max(256, n // int(self.k) + 1),
-            min_points_per_centroid=1,
-            init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS,
-            gpu=bool(gpu),
-            verbose=False,
-        )
-        km.train(X)
+        centroids = kmeans_centroids(
+            X, int(self.k),
+            n_restarts=self.n_restarts, n_iter=self.n_iter, random_state=self.random_state, gpu=gpu,
+        )  # fmt: skip
         self.gpu_ = bool(gpu)
-        self.cluster_centers_ = _canonical_order(np.asarray(km.centroids, dtype=np.float32), X)
+        self.cluster_centers_ = _canonical_order(centroids, X)
         dist, idx = nearest(X, self.cluster_centers_, 2)
         self.labels_ = idx[:, 0].astype(np.int64)
         self.inertia_ = float(dist[:, 0].sum())

@@ -1,0 +1,306 @@
+"""How many value tiers a segmentation should have, chosen from the data itself.
+
+The segments must carry value (what a customer will spend) and taste (what they will buy). Both
+are checked without labels, on the user's own history:
+
+* value: an internal temporal split. Behaviour before a cut-off three quarters of the way
+  through the history gives each customer a value score; the rank eta-squared of their spend
+  after it, explained by the segments, is compared with RFM + k-means on the same split.
+* taste: each segment's 50 most-bought items (other members only) against the whole base's,
+  as a hit rate over the customers' own purchases; compared with pure taste segments.
+
+The tier count ``t`` in ``1..k`` with the largest worse-of-the-two ratio wins: the balanced score
+B = min(value / RFM's value, taste / text's taste) of the benchmark, estimated in-sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import sparse
+from scipy.stats import rankdata
+
+from segmenter.cluster.kmeans import KMeansClusterer
+from segmenter.cluster.tiered import TieredClusterer, assign_tiers, tier_edges
+from segmenter.errors import SegmenterError
+from segmenter.features import RFM
+from segmenter.fuse import FeatureScaler
+from segmenter.quality import eta_squared
+
+logger = logging.getLogger(__name__)
+
+#: Share of the history (in time) that the internal value check treats as the past.
+SPLIT_SHARE = 0.75
+#: Customers used to choose the tier count (a seeded sample beyond it).
+CHOICE_SAMPLE = 20_000
+N_TOP = 50
+
+
+class ValueAxis:
+    """The first principal component of standardized RFM, oriented so spend goes up, with unit
+    variance on the training customers; cut into ``n_tiers`` equal-size value tiers.
+
+    Parameters
+    ----------
+    n_tiers : int
+        Tiers of the ``value_tier`` column (0 = lowest value).
+
+    Attributes
+    ----------
+    scaler_ : FeatureScaler
+    loading_ : ndarray of shape (4,)
+        Weights of recency, frequency, monetary and tenure (zeros when they are all constant).
+    edges_ : ndarray
+        Scores between tiers.
+    """
+
+    def __init__(self, n_tiers: int = 4) -> None:
+        self.n_tiers = n_tiers
+
+    def fit(self, features: pl.DataFrame) -> ValueAxis:
+        self.scaler_ = FeatureScaler(RFM).fit(features)
+        Z = self.scaler_.transform(features).astype(np.float64)
+        self.loading_ = np.zeros(Z.shape[1])
+        if len(Z) >= 2 and float(Z.var(axis=0).sum()) > 1e-12:
+            _, _, vt = np.linalg.svd(Z - Z.mean(axis=0), full_matrices=False)
+            loading = vt[0] if vt[0][RFM.index("monetary")] >= 0 else -vt[0]
+            spread = float((Z @ loading).std())
+            self.loading_ = loading / spread if spread > 1e-12 else loading
+        self.edges_ = tier_edges(self.transform(features), self.n_tiers)
+        return self
+
+    def transform(self, features: pl.DataFrame) -> np.ndarray:
+        """Value score of each customer, ndarray of shape (n_users,)."""
+        return self.scaler_.transform(features).astype(np.float64) @ self.loading_
+
+    def tiers(self, score: np.ndarray) -> np.ndarray:
+        """Value tier of each score (0 = lowest)."""
+        return assign_tiers(score, self.edges_)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        params, arrays = self.scaler_.get_state()
+        state = {"n_tiers": self.n_tiers, "scaler": params}
+        return state, {**arrays, "loading": self.loading_, "edges": self.edges_}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> ValueAxis:
+        arrays = dict(arrays)
+        self = cls(int(params["n_tiers"]))
+        self.loading_ = arrays.pop("loading").astype(np.float64)
+        self.edges_ = arrays.pop("edges").astype(np.float64)
+        self.scaler_ = FeatureScaler.from_state(params["scaler"], arrays)
+        return self
+
+
+def activity(features: pl.DataFrame) -> np.ndarray:
+    """Weight of each customer in the taste spread: distinct items bought (orders when there
+    are no items; 1 when neither), capped at the 99th percentile so wholesalers do not rule."""
+    for column in ("n_distinct_items", "frequency"):
+        if column in features.columns:
+            values = features[column].fill_null(0).to_numpy().astype(np.float64)
+            if values.max(initial=0) > 0:
+                cap = float(np.quantile(values, 0.99))
+                return np.clip(values, 1.0, max(cap, 1.0))
+    return np.ones(features.height)
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """The internal temporal split: value scores before it, spend ranks after it."""
+
+    rows: np.ndarray  # indices (into the customers) of those active before the cut-off
+    score: np.ndarray  # their value score from the earlier history
+    rfm: np.ndarray  # their standardized RFM from the earlier history
+    future: np.ndarray  # ranks of their spend after the cut-off
+    cutoff: datetime
+
+
+def value_check(events: pl.DataFrame, customers: list[str], behaviour_fn: Any) -> ValueCheck | None:
+    """Build the internal temporal split; ``None`` when it cannot say anything.
+
+    ``behaviour_fn(events, as_of)`` computes the behaviour features (one row per customer of
+    ``events``, sorted by user id).
+    """
+    first, last = events["timestamp"].min(), events["timestamp"].max()
+    if first is None or last is None or last <= first:  # type: ignore[operator]
+        return None
+    cutoff = first + (last - first) * SPLIT_SHARE  # type: ignore[operator]
+    before = events.filter(pl.col("timestamp") < cutoff)
+    purchases = pl.col("event_type") == "purchase"
+    if before.filter(purchases).height == 0:
+        return None
+    features = behaviour_fn(before, cutoff)
+    index = pl.DataFrame({"user_id": customers, "_row": np.arange(len(customers))})
+    features = features.join(index, on="user_id", how="inner").sort("_row")
+    money = pl.col("amount") if "amount" in events.columns else pl.lit(1.0)
+    after = (
+        events.filter((pl.col("timestamp") >= cutoff) & purchases)
+        .group_by("user_id")
+        .agg(money.fill_null(0).sum().alias("_spend"), pl.len().alias("_n"))
+    )
+    joined = features.select("user_id", "_row").join(after, on="user_id", how="left")
+    spend = joined["_spend"].fill_null(0).to_numpy().astype(np.float64)
+    if np.ptp(spend) == 0:
+        spend = joined["_n"].fill_null(0).to_numpy().astype(np.float64)
+    if features.height < 10 or np.ptp(spend) == 0:
+        return None
+    axis = ValueAxis(1).fit(features)
+    return ValueCheck(
+        rows=features["_row"].to_numpy(),
+        score=axis.transform(features),
+        rfm=axis.scaler_.transform(features),
+        future=rankdata(spend),
+        cutoff=cutoff,  # type: ignore[arg-type]
+    )
+
+
+def purchase_pairs(events: pl.DataFrame, customers: list[str]) -> np.ndarray:
+    """Distinct (customer row, item code) purchases, ndarray of shape (n_pairs, 2), int64."""
+    key = next((c for c in ("item_id", "item_name", "category") if c in events.columns), None)
+    if key is None:
+        return np.empty((0, 2), dtype=np.int64)
+    index = pl.DataFrame({"user_id": customers, "_row": np.arange(len(customers))})
+    pairs = (
+        events.filter((pl.col("event_type") == "purchase") & pl.col(key).is_not_null())
+        .select("user_id", pl.col(key).cast(pl.String).alias("_item"))
+        .unique()
+        .join(index, on="user_id", how="inner")
+        .with_columns(pl.col("_item").cast(pl.Categorical).to_physical().alias("_code"))
+    )
+    return np.column_stack([pairs["_row"].to_numpy(), pairs["_code"].to_numpy()]).astype(np.int64)
+
+
+def loo_hit_rate(pairs: np.ndarray, labels: np.ndarray, n_top: int = N_TOP) -> float:
+    """Share of the customers' purchases whose item is in their segment's top ``n_top`` items
+    by distinct buyers, each customer's own purchases left out of its segment's counts."""
+    groups = labels[pairs[:, 0]]
+    n_groups, n_items = int(labels.max()) + 1, int(pairs[:, 1].max()) + 1
+    counts = sparse.csr_matrix(
+        (np.ones(len(pairs)), (groups, pairs[:, 1])), shape=(n_groups, n_items)
+    )
+    threshold = np.ones(n_groups)
+    for g in range(n_groups):
+        row = np.sort(counts.getrow(g).data)[::-1]
+        if len(row) >= n_top:
+            threshold[g] = max(row[n_top - 1], 1.0)
+    others = np.asarray(counts[groups, pairs[:, 1]]).ravel() - 1
+    return float(np.mean(others >= threshold[groups]))
+
+
+def choose_tiers(
+    X: np.ndarray,
+    score: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    *,
+    pairs: np.ndarray,
+    check: ValueCheck | None,
+    n_restarts: int = 10,
+    random_state: int = 0,
+) -> tuple[int, list[dict[str, float]]]:
+    """The tier count in ``1..k`` with the best worse-of-the-two ratio, and the whole curve.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_users, dims)
+        Taste space (reduced text embedding).
+    score : ndarray of shape (n_users,)
+        Value score from the whole history.
+    weights : ndarray of shape (n_users,)
+        :func:`activity`.
+    pairs : ndarray of shape (n_pairs, 2)
+        :func:`purchase_pairs` (may be empty: taste is then the explained text spread).
+    check : ValueCheck or None
+        :func:`value_check` (None: value cannot be checked, so no tiers are spent on it).
+
+    Returns
+    -------
+    n_tiers : int
+    curve : list of dict
+        One row per tier count: ``n_tiers``, ``value`` and ``taste`` (ratios to the
+        specialists) and ``balance`` (their minimum).
+    """
+    if k < 1 or len(X) < k:
+        raise SegmenterError(f"n_samples={len(X)} should be >= k={k}")
+    sample = _sample(len(X), random_state)
+    Xs, ss, ws = X[sample], score[sample], weights[sample]
+    spread_all = _weighted_spread(Xs, np.zeros(len(Xs), dtype=np.int64), ws)
+    taste_on = spread_all > 1e-9
+    pairs_s = _remap_pairs(pairs, sample, len(X))
+    use_items = taste_on and len(pairs_s) > 0
+
+    def fit(t: int, Xa: np.ndarray, sa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+        model = TieredClusterer(k, n_tiers=t, n_restarts=n_restarts, random_state=random_state)
+        return model.fit(Xa, sa, wa).labels_
+
+    rows: list[dict[str, float]] = []
+    value_ref = taste_ref = float("nan")
+    if check is not None:
+        ref = KMeansClusterer(k, n_restarts=n_restarts, random_state=random_state)
+        value_ref = eta_squared(check.future, ref.fit(check.rfm).labels_)
+    for t in range(1, k + 1):
+        labels = fit(t, Xs, ss, ws)
+        if not taste_on:
+            taste = float("nan")
+        elif use_items:
+            taste = loo_hit_rate(pairs_s, labels)
+        else:
+            taste = 1.0 - _weighted_spread(Xs, labels, ws) / spread_all
+        value = float("nan")
+        if check is not None and value_ref > 0:
+            rows_x = X[check.rows]
+            value = eta_squared(check.future, fit(t, rows_x, check.score, weights[check.rows]))
+        if t == 1:
+            taste_ref = taste
+        rows.append({"n_tiers": t, "value_raw": value, "taste_raw": taste})
+    for row in rows:
+        row["value"] = row["value_raw"] / value_ref if value_ref > 0 else float("nan")
+        row["taste"] = row["taste_raw"] / taste_ref if taste_ref > 0 else float("nan")
+        row["balance"] = float(np.nanmin([row["value"], row["taste"]]))
+    best = _pick(rows, k)
+    logger.info("value tiers: chose %d of %d segments (balance %.3f)", best, k,
+                rows[best - 1]["balance"])  # fmt: skip
+    return best, rows
+
+
+def _pick(rows: list[dict[str, float]], k: int) -> int:
+    values = [r["value"] for r in rows]
+    tastes = [r["taste"] for r in rows]
+    if all(np.isnan(values)) and all(np.isnan(tastes)):
+        return k  # nothing to check: plain value tiers (RFM's ground)
+    if all(np.isnan(values)):
+        return 1  # no value to check: all segments on taste
+    if all(np.isnan(tastes)):
+        return k
+    balance = [r["balance"] for r in rows]
+    return int(np.nanargmax(balance)) + 1
+
+
+def _sample(n: int, seed: int) -> np.ndarray:
+    if n <= CHOICE_SAMPLE:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=CHOICE_SAMPLE, replace=False))
+
+
+def _remap_pairs(pairs: np.ndarray, sample: np.ndarray, n: int) -> np.ndarray:
+    if len(pairs) == 0 or len(sample) == n:
+        return pairs
+    position = np.full(n, -1)
+    position[sample] = np.arange(len(sample))
+    kept = position[pairs[:, 0]] >= 0
+    return np.column_stack([position[pairs[kept, 0]], pairs[kept, 1]])
+
+
+def _weighted_spread(X: np.ndarray, labels: np.ndarray, w: np.ndarray) -> float:
+    total = 0.0
+    for g in np.unique(labels):
+        m = labels == g
+        centre = np.average(X[m], axis=0, weights=w[m])
+        total += float((w[m] * ((X[m] - centre) ** 2).sum(axis=1)).sum())
+    return total
