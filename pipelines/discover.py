@@ -56,10 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--seed", type=int, default=d.seed, help="seed of every random step")
     g.add_argument(
+        "--value-tiers",
+        type=parse_k,
+        default=d.value_tiers,
+        help="value tiers the k segments are cut into before taste splits them (1 = taste "
+        "only, k = value only); 'auto' chooses from your data (default)",
+    )
+    g.add_argument(
         "--feature-weight",
         type=float,
         default=d.feature_weight,
-        help="variance of behaviour features relative to the text embedding (0 = text only)",
+        help="weight of behaviour next to the text on the 2-D map, for --k auto and HDBSCAN",
     )
     g.add_argument("--pca-dims", type=int, default=d.pca_dims, help="PCA components (0 = off)")
     g.add_argument("--umap-dims", type=int, default=d.umap_dims, help="UMAP dims (0 = off)")
@@ -118,6 +125,7 @@ def main(args: argparse.Namespace) -> int:
         k=args.k,
         k_range=args.k_range,
         seed=args.seed,
+        value_tiers=args.value_tiers,
         feature_weight=args.feature_weight,
         pca_dims=args.pca_dims,
         umap_dims=args.umap_dims,

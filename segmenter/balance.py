@@ -6,8 +6,8 @@ are checked without labels, on the user's own history:
 * value: an internal temporal split. Behaviour before a cut-off three quarters of the way
   through the history gives each customer a value score; the rank eta-squared of their spend
   after it, explained by the segments, is compared with RFM + k-means on the same split.
-* taste: each segment's 50 most-bought items (other members only) against the whole base's,
-  as a hit rate over the customers' own purchases; compared with pure taste segments.
+* taste: each segment's 50 most-bought items, from half of its members' purchases, against
+  the other half (:func:`heldout_hit_rate`); compared with pure taste segments.
 
 The tier count ``t`` in ``1..k`` with the largest worse-of-the-two ratio wins: the balanced score
 B = min(value / RFM's value, taste / text's taste) of the benchmark, estimated in-sample.
@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import sparse
 from scipy.stats import rankdata
 
 from segmenter.cluster.kmeans import KMeansClusterer
@@ -39,6 +38,10 @@ SPLIT_SHARE = 0.75
 #: Customers used to choose the tier count (a seeded sample beyond it).
 CHOICE_SAMPLE = 20_000
 N_TOP = 50
+#: An axis counts only when its specialist beats chance by this factor (value: eta^2 of k
+#: random groups, (k-1)/(n-1)) or lift (taste: hit rate of the whole base's top items).
+SIGNAL = 3.0
+MIN_LIFT = 1.05
 
 
 class ValueAxis:
@@ -175,21 +178,27 @@ def purchase_pairs(events: pl.DataFrame, customers: list[str]) -> np.ndarray:
     return np.column_stack([pairs["_row"].to_numpy(), pairs["_code"].to_numpy()]).astype(np.int64)
 
 
-def loo_hit_rate(pairs: np.ndarray, labels: np.ndarray, n_top: int = N_TOP) -> float:
-    """Share of the customers' purchases whose item is in their segment's top ``n_top`` items
-    by distinct buyers, each customer's own purchases left out of its segment's counts."""
+def heldout_hit_rate(
+    pairs: np.ndarray, labels: np.ndarray, n_top: int = N_TOP, *, random_state: int = 0
+) -> float:
+    """Share of held-out purchases whose item is in the customer's segment's top items.
+
+    Half of the distinct (customer, item) purchases, drawn at random, make each segment's
+    ``n_top`` list (most distinct buyers first, ties by item code, as the benchmark's taste
+    lift does with the purchases before its cut-off); the other half are scored against it,
+    so no purchase votes for itself.
+    """
+    rng = np.random.default_rng(random_state)
+    held = rng.random(len(pairs)) < 0.5
     groups = labels[pairs[:, 0]]
-    n_groups, n_items = int(labels.max()) + 1, int(pairs[:, 1].max()) + 1
-    counts = sparse.csr_matrix(
-        (np.ones(len(pairs)), (groups, pairs[:, 1])), shape=(n_groups, n_items)
-    )
-    threshold = np.ones(n_groups)
-    for g in range(n_groups):
-        row = np.sort(counts.getrow(g).data)[::-1]
-        if len(row) >= n_top:
-            threshold[g] = max(row[n_top - 1], 1.0)
-    others = np.asarray(counts[groups, pairs[:, 1]]).ravel() - 1
-    return float(np.mean(others >= threshold[groups]))
+    n_items = int(pairs[:, 1].max()) + 1
+    listed = np.zeros((int(labels.max()) + 1, n_items), dtype=bool)
+    for g in np.unique(groups[~held]):
+        items, counts = np.unique(pairs[~held & (groups == g), 1], return_counts=True)
+        listed[g, items[np.lexsort((items, -counts))[:n_top]]] = True
+    if not held.any():
+        return float("nan")
+    return float(listed[groups[held], pairs[held, 1]].mean())
 
 
 def choose_tiers(
@@ -238,21 +247,37 @@ def choose_tiers(
         model = TieredClusterer(k, n_tiers=t, n_restarts=n_restarts, random_state=random_state)
         return model.fit(Xa, sa, wa).labels_
 
+    if not taste_on:  # every document alike: nothing to split by taste
+        return k, [
+            {"n_tiers": t, "value_raw": float("nan"), "taste_raw": float("nan"),
+             "value": float("nan"), "taste": float("nan"), "balance": float("nan")}
+            for t in range(1, k + 1)
+        ]  # fmt: skip
     rows: list[dict[str, float]] = []
     value_ref = taste_ref = float("nan")
-    if check is not None:
+    if check is not None and len(check.rows) > 2 * k:
         ref = KMeansClusterer(k, n_restarts=n_restarts, random_state=random_state)
         value_ref = eta_squared(check.future, ref.fit(check.rfm).labels_)
+        # no better than k random groups: the history does not predict spend at all
+        if value_ref < SIGNAL * (k - 1) / (len(check.rows) - 1):
+            logger.info("value check: RFM explains no more of later spend than chance")
+            value_ref = float("nan")
+    if use_items:  # taste is checked only where a segment's list beats the global one
+        everyone = heldout_hit_rate(
+            pairs_s, np.zeros(len(Xs), dtype=np.int64), random_state=random_state
+        )
+        by_taste = heldout_hit_rate(pairs_s, fit(1, Xs, ss, ws), random_state=random_state)
+        taste_on = by_taste > MIN_LIFT * everyone
     for t in range(1, k + 1):
         labels = fit(t, Xs, ss, ws)
         if not taste_on:
             taste = float("nan")
         elif use_items:
-            taste = loo_hit_rate(pairs_s, labels)
+            taste = heldout_hit_rate(pairs_s, labels, random_state=random_state)
         else:
             taste = 1.0 - _weighted_spread(Xs, labels, ws) / spread_all
         value = float("nan")
-        if check is not None and value_ref > 0:
+        if check is not None and value_ref > 0:  # nan > 0 is False
             rows_x = X[check.rows]
             value = eta_squared(check.future, fit(t, rows_x, check.score, weights[check.rows]))
         if t == 1:
@@ -261,7 +286,8 @@ def choose_tiers(
     for row in rows:
         row["value"] = row["value_raw"] / value_ref if value_ref > 0 else float("nan")
         row["taste"] = row["taste_raw"] / taste_ref if taste_ref > 0 else float("nan")
-        row["balance"] = float(np.nanmin([row["value"], row["taste"]]))
+        known = [x for x in (row["value"], row["taste"]) if not np.isnan(x)]
+        row["balance"] = min(known) if known else float("nan")
     best = _pick(rows, k)
     logger.info("value tiers: chose %d of %d segments (balance %.3f)", best, k,
                 rows[best - 1]["balance"])  # fmt: skip

@@ -42,8 +42,11 @@ def tier_edges(score: np.ndarray, n_tiers: int) -> np.ndarray:
         return np.empty(0, dtype=np.float64)
     ordered = np.sort(np.asarray(score, dtype=np.float64))
     cuts = ordered[(np.arange(1, n_tiers) * len(ordered)) // n_tiers]
-    edges = np.unique(cuts)
-    return edges[edges > ordered[0]]
+    above = ordered[ordered > ordered[0]]
+    if len(above) == 0:  # one value for everybody: one tier
+        return np.empty(0, dtype=np.float64)
+    # a cut inside the lowest tied block moves up to the next value, so the tie stays whole
+    return np.unique(np.where(cuts > ordered[0], cuts, above[0]))
 
 
 def assign_tiers(score: np.ndarray, edges: np.ndarray) -> np.ndarray:
