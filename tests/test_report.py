@@ -364,7 +364,7 @@ def test_value_and_taste_says_who_chose_and_when_k_cannot_hold_both(
     torn = _with_balance(run_dir, tmp_path / "torn", n_tiers=3, chosen_by="data", curve=curve)
     section = _section(build_report(torn))
     assert "5 segments = 3 value tiers, split by taste (chosen from your data: the split" in section
-    assert "the segments keep 60% of the value that value-only segments find and 70%" in section
+    assert "These segments keep 60% of the value that value-only segments find and 70%" in section
     assert "one set of 5 segments cannot hold both here" in section
     assert "value_tier and taste_group columns" in section
     # one axis not checked: one line, and no claim about both

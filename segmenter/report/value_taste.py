@@ -132,7 +132,7 @@ def _kept(curve: list[dict[str, Any]], n_tiers: int) -> str | None:
         for axis, who in (("value", "value-only segments"), ("taste", "taste-only segments"))
         if not missing(row.get(axis))
     ]
-    return f"With {plural(n_tiers, 'value tier')}, the segments keep " + " and ".join(parts) + "."
+    return "These segments keep " + " and ".join(parts) + "."
 
 
 def _chart(curve: list[dict[str, Any]], n_tiers: int) -> dict[str, Any]:
