@@ -155,6 +155,13 @@ def test_every_segment_card_is_rendered(page: Any, run_dir: Path) -> None:
         assert card.find_elements("css selector", ".stats tbody tr")
     heat_rows = page.find_elements("css selector", "table.heat tbody tr")
     assert len(heat_rows) == len(names)
+    # value and taste: the sentence, the trade-off chart and the segment x tier counts
+    section = page.find_element("id", "value-taste")
+    assert section.find_element("css selector", "p.lead").text.startswith(("All 5 ", "5 "))
+    chart = section.find_element("css selector", "svg.chart")
+    assert chart.size["width"] > 200 and len(chart.find_elements("css selector", "polyline")) == 2
+    by_tier = section.find_elements("css selector", "#segment-by-tier tbody tr")
+    assert len(by_tier) == len(names)
 
 
 def test_hostile_text_shows_as_text_and_never_runs(page: Any) -> None:

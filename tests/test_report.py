@@ -131,8 +131,9 @@ def test_k_curve_section(run_dir: Path, tmp_path: Path) -> None:
     ]
     (copy / "run.json").write_text(json.dumps(meta))
     page = build_report(copy)
-    assert '<section id="k-selection">' in page
-    assert page.count("<polyline") == 3
+    k_section = re.search(r'<section id="k-selection">(.*?)</section>', page, re.S)
+    assert k_section is not None
+    assert k_section.group(1).count("<polyline") == 3
     assert "auto → 5" in page
 
 
@@ -286,3 +287,107 @@ def test_overview_says_what_the_deep_head_did(
     page = build_report(copy)
     assert f'<dt>Deep head</dt><dd class="wrap-any">{html.escape(expected)}</dd>' in page
     assert "Deep head" not in build_report(run_dir)
+
+
+# -- value and taste ----------------------------------------------------------------------------
+def _section(page: str) -> str:
+    found = re.search(r'<section id="value-taste">(.*?)</section>', page, re.S)
+    assert found is not None, "no Value and taste section"
+    return found.group(1)
+
+
+def _table_counts(section: str, table_id: str) -> list[list[int]]:
+    table = re.search(rf'<table class="counts" id="{table_id}">(.*?)</table>', section, re.S)
+    assert table is not None
+    rows = re.findall(r"<tr><th scope=\"row\">.*?</tr>", table.group(1), re.S)
+    cells = [re.findall(r'title="[^"]*">([^<]*)</td>', row) for row in rows]
+    return [[0 if c == "·" else int(c.replace(",", "")) for c in row] for row in cells]
+
+
+def _with_balance(run_dir: Path, target: Path, **balance: object) -> Path:
+    shutil.copytree(run_dir, target)
+    meta = json.loads((target / "run.json").read_text())
+    meta["balance"] = {**meta["balance"], **balance}
+    (target / "run.json").write_text(json.dumps(meta))
+    return target
+
+
+def test_value_and_taste_section(run_dir: Path) -> None:
+    meta = json.loads((run_dir / "run.json").read_text())
+    balance = meta["balance"]
+    assert balance["chosen_by"] == "data" and len(balance["curve"]) == meta["k"] == 5
+    page = build_report(run_dir)
+    assert '<a href="#value-taste">Value and taste</a>' in page
+    section = _section(page)
+    t = balance["n_tiers"]
+    sentence = {
+        1: "All 5 segments follow taste (your data&#39;s value is carried by taste).",
+        5: "All 5 segments are value tiers, with no split by taste (chosen from your data: "
+        "the split that keeps the most of both value and taste).",
+    }.get(t, f"5 segments = {t} value tiers, split by taste (chosen from your data")
+    assert f'<p class="lead">{sentence}' in section
+    # the trade-off curve: inline SVG, x = 1..5 tiers, two lines, the chosen tier marked
+    assert section.count('<svg class="chart"') == 1 and "xmlns" not in section
+    assert section.count("<polyline") == 2 and "value kept" in section and "taste kept" in section
+    assert section.count('<circle cx="') == 2 * 5
+    assert section.count('class="chosen"') == 2 and section.count('class="mark"') == 1
+    assert ">100%</text>" in section
+    # segments x value tier, value tier x taste group: every customer counted once
+    assignments = pl.read_parquet(run_dir / "assignments.parquet")
+    by_segment = _table_counts(section, "segment-by-tier")
+    crossing = _table_counts(section, "tier-by-taste")
+    n_tiers = assignments["value_tier"].n_unique()
+    n_groups = assignments["taste_group"].n_unique()
+    assert len(by_segment) == 5 and {len(r) for r in by_segment} == {n_tiers}
+    assert len(crossing) == n_tiers and {len(r) for r in crossing} == {n_groups}
+    assert sum(map(sum, by_segment)) == sum(map(sum, crossing)) == assignments.height
+    top = assignments.filter(pl.col("value_tier") == n_tiers - 1)
+    groups = sorted(assignments["taste_group"].unique())
+    expected = [int((top["taste_group"] == g).sum()) for g in groups]
+    assert crossing[0] == expected  # top tier first, taste groups in order
+
+
+def test_value_and_taste_says_who_chose_and_when_k_cannot_hold_both(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    user = _with_balance(run_dir, tmp_path / "user", n_tiers=2, chosen_by="user", curve=[])
+    section = _section(build_report(user))
+    assert (
+        '<p class="lead">5 segments = 2 value tiers, split by taste '
+        "(chosen by you: --value-tiers 2).</p>" in section
+    )
+    assert "<svg" not in section and 'class="callout"' not in section  # no curve to draw
+    curve = [
+        {"n_tiers": t, "value": 0.2 * t, "taste": 1.0 - 0.15 * (t - 1), "balance": 0.0}
+        for t in range(1, 6)
+    ]
+    torn = _with_balance(run_dir, tmp_path / "torn", n_tiers=3, chosen_by="data", curve=curve)
+    section = _section(build_report(torn))
+    assert "5 segments = 3 value tiers, split by taste (chosen from your data: the split" in section
+    assert "These segments keep 60% of the value that value-only segments find and 70%" in section
+    assert "one set of 5 segments cannot hold both here" in section
+    assert "value_tier and taste_group columns" in section
+    # one axis not checked: one line, and no claim about both
+    unchecked = [{**row, "value": None} for row in curve]
+    blind = _with_balance(run_dir, tmp_path / "blind", n_tiers=1, curve=unchecked)
+    section = _section(build_report(blind))
+    assert "value could not be checked on your data" in section
+    assert section.count("<polyline") == 1 and 'class="callout"' not in section
+
+
+@pytest.mark.parametrize("change", ["no balance", "null balance", "no columns"])
+def test_value_and_taste_absent_for_older_runs(run_dir: Path, tmp_path: Path, change: str) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    meta = json.loads((old / "run.json").read_text())
+    if change == "no balance":
+        del meta["balance"]
+    elif change == "null balance":  # hdbscan
+        meta["balance"] = None
+    else:
+        assignments = pl.read_parquet(old / "assignments.parquet")
+        assignments.drop("value_tier", "taste_group").write_parquet(old / "assignments.parquet")
+    (old / "run.json").write_text(json.dumps(meta))
+    page = build_report(old)
+    assert 'id="value-taste"' not in page and "Value and taste" not in page
+    assert page.count('<article class="card"') == 5

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import colorsys
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: Observable 10, then Tableau's lighter companions: distinct, print-safe, colour-blind aware.
@@ -119,8 +119,14 @@ def line_chart(
     width: int = 560,
     height: int = 220,
     y_range: tuple[float, float] | None = None,
+    y_format: Callable[[float], str] | None = None,
+    hlines: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """An SVG line chart as coordinates for the template: polylines, dots, ticks, a marker."""
+    """An SVG line chart as coordinates for the template: polylines, dots, ticks, a marker.
+
+    ``mark`` draws a dashed vertical line at that x; ``hlines`` dotted horizontal reference
+    lines at those y; ``y_format`` writes the y tick labels (default: plain numbers).
+    """
     pad_l, pad_r, pad_t, pad_b = 48, 16, 14, 34
     ys = [float(v) for _, _, vals in series for v in vals if not missing(v)]
     if not xs or not ys:
@@ -144,15 +150,27 @@ def line_chart(
             path = " ".join(f"{x},{y}" for x, y in pts)
             lines.append({"name": name, "color": color, "points": path, "dots": pts})
     yticks = [lo + (hi - lo) * i / 4 for i in range(5)]
+    label = y_format or _tick
     return {
         "width": width,
         "height": height,
         "lines": lines,
         "xticks": [{"x": px(x), "label": f"{x:g}"} for x in xs],
-        "yticks": [{"y": py(y), "label": _tick(y)} for y in yticks],
+        "yticks": [{"y": py(y), "label": label(y)} for y in yticks],
         "mark": None if mark is None else px(mark),
+        "hlines": [py(y) for y in hlines if lo <= y <= hi],
         "plot": {"x0": pad_l, "x1": width - pad_r, "y0": pad_t, "y1": height - pad_b},
     }
+
+
+def count_shade(share: Any) -> str:
+    """Background of a count cell: the accent colour, stronger for a larger share (0 to 1)."""
+    if missing(share) or float(share) <= 0:
+        return "#ffffff"
+    t = min(1.0, float(share)) ** 0.7
+    mid, end = (247, 248, 250), (66, 105, 208)
+    rgb = [round(m + (e - m) * t) for m, e in zip(mid, end, strict=True)]
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _tick(value: float) -> str:

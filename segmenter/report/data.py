@@ -1,4 +1,4 @@
-"""Read a run folder for the report: run.json, the profile table and a map sample.
+"""Read a run folder for the report: run.json, the profile table, a map sample and tier counts.
 
 Only the files of the run folder are read (never the input events), so that
 ``python -m pipelines.report RUN_DIR`` can rebuild the report anywhere.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 REQUIRED = ("assignments.parquet", "segments.parquet", "run.json")
 MAP_COLUMNS = ("user_id", "segment", "map_x", "map_y")
+#: The two axes a tiered run writes next to the segment (absent in older runs and hdbscan's).
+AXIS_COLUMNS = ("value_tier", "taste_group")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class RunFolder:
         Rows of assignments.parquet.
     points : polars.DataFrame
         The map sample: ``user_id, segment, x, y`` with x and y scaled to [0, 1].
+    axes : polars.DataFrame
+        :func:`axis_counts`: customers per ``segment, value_tier, taste_group`` (empty when
+        the run has no such columns).
     """
 
     path: Path
@@ -45,6 +50,7 @@ class RunFolder:
     segments: pl.DataFrame
     n_customers: int
     points: pl.DataFrame
+    axes: pl.DataFrame = field(default_factory=lambda: axis_counts(pl.LazyFrame()))
 
 
 def load_run(run_dir: str | Path, *, max_points: int = 20_000, seed: int = 0) -> RunFolder:
@@ -75,7 +81,8 @@ def load_run(run_dir: str | Path, *, max_points: int = 20_000, seed: int = 0) ->
     n_customers = int(assignments.select(pl.len()).collect().item())
     points = map_sample(assignments, max_points=max_points, seed=seed)
     logger.info("map: %d of %d customers", points.height, n_customers)
-    return RunFolder(run, meta, _ordered(segments), n_customers, points)
+    axes = axis_counts(assignments)
+    return RunFolder(run, meta, _ordered(segments), n_customers, points, axes)
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
@@ -97,11 +104,34 @@ def _scan(path: Path) -> pl.LazyFrame:
         raise SegmenterError(f"'{path}' could not be read as parquet: {exc}") from exc
     if "segment" not in names or "user_id" not in names:
         raise SegmenterError(f"'{path}' is missing column 'segment' or 'user_id'")
-    return lazy.select([c for c in MAP_COLUMNS if c in names])
+    return lazy.select([c for c in (*MAP_COLUMNS, *AXIS_COLUMNS) if c in names])
 
 
 def _ordered(segments: pl.DataFrame) -> pl.DataFrame:
     return segments.sort(pl.col("id") < 0, "id")
+
+
+def axis_counts(assignments: pl.LazyFrame) -> pl.DataFrame:
+    """Customers per segment, value tier and taste group.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``segment, value_tier, taste_group, n`` (Int64), one row per combination that has
+        customers; empty when ``assignments`` lacks one of :data:`AXIS_COLUMNS`.
+    """
+    keys = ("segment", *AXIS_COLUMNS)
+    schema = dict.fromkeys((*keys, "n"), pl.Int64)
+    if not set(keys) <= set(assignments.collect_schema().names()):
+        return pl.DataFrame(schema=schema)
+    return (
+        assignments.select(pl.col(c).cast(pl.Int64) for c in keys)
+        .drop_nulls()
+        .group_by(keys)
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+        .sort(keys)
+        .collect()
+    )
 
 
 def quotas(sizes: dict[int, int], max_points: int) -> dict[int, int]:

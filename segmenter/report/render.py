@@ -1,4 +1,7 @@
-"""The template context of the report: overview, segment cards, comparisons, heatmap, k curve."""
+"""The template context of the report: overview, segment cards, comparisons, heatmap, k curve.
+
+The "Value and taste" section has its own module, :mod:`segmenter.report.value_taste`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from segmenter.report.charts import (
     segment_colors,
 )
 from segmenter.report.data import RunFolder
+from segmenter.report.value_taste import value_taste
 
 #: (label, column, base column, lift column, number kind, higher is good for the business)
 CARD_STATS = (
@@ -74,6 +78,7 @@ def context(run: RunFolder) -> dict[str, Any]:
         "title": "Customer segments",
         "overview": _overview(meta, run, segments),
         "segments": segments,
+        "value_taste": value_taste(meta, run.axes, segments),
         "compare": _compare(rows, colors),
         "heatmap": _heatmap(rows, colors),
         "k_curve": _k_curve(meta),
