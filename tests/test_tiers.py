@@ -67,7 +67,7 @@ def test_tier_edges_cut_equal_tiers_and_keep_ties_together() -> None:
         tier_edges(score, 0)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(n_tiers=st.integers(1, K), seed=st.integers(0, 3))
 def test_every_segment_lies_in_one_tier_and_predict_gives_back_the_fit(
     n_tiers: int, seed: int

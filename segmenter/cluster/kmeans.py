@@ -81,23 +81,6 @@ def kmeans_centroids(
     return np.asarray(km.centroids, dtype=np.float32)
 
 
-def weighted_kmeans(
-    X: np.ndarray,
-    k: int,
-    weights: np.ndarray | None = None,
-    *,
-    n_restarts: int = 5,
-    n_iter: int = 50,
-    random_state: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (n_points,) and centres (k, dims) of :func:`kmeans_centroids`, on the CPU."""
-    centroids = kmeans_centroids(
-        X, k, weights, n_restarts=n_restarts, n_iter=n_iter, random_state=random_state
-    )
-    _, idx = nearest(X, centroids, 1)
-    return idx[:, 0].astype(np.int64), centroids
-
-
 class KMeansClusterer:
     """k-means (FAISS) with k-means++ initialization and restarts.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from segmenter.cluster.kmeans import margin_confidence, weighted_kmeans
+from segmenter.cluster.kmeans import kmeans_centroids, margin_confidence, nearest
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger(__name__)
@@ -109,10 +109,11 @@ def split_within(
             m = members[g]
             labels = np.zeros(len(m), dtype=np.int64)
             if c > 1:
-                labels, _ = weighted_kmeans(
+                centres = kmeans_centroids(
                     X[m], c, weights[m],
                     n_restarts=n_restarts, n_iter=n_iter, random_state=random_state,
                 )  # fmt: skip
+                labels = nearest(X[m], centres, 1)[1][:, 0].astype(np.int64)
             fits[g, c] = (_spread(X[m], labels, weights[m]), labels)
         return fits[g, c]
 
