@@ -30,7 +30,7 @@ import polars as pl
 
 from benchmarks.context import BenchContext
 from benchmarks.metrics import eta_squared, rank_eta_squared, stability, taste_lift
-from segmenter.cluster import DensityClusterer, KMeansClusterer
+from segmenter.cluster import KMeansClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData, load_events
 from segmenter.errors import SegmenterError
@@ -176,27 +176,25 @@ def fit_pipeline(data: EventData, config: SegmenterConfig, ctx: BenchContext) ->
     return model.fit(data)
 
 
-def labels_for_k(model: Segmenter, k: int) -> np.ndarray:
-    """Labels the pipeline gives with ``k`` segments, reusing the fitted reduction.
-
-    The reduction does not depend on k (nor on the method), so this equals fitting the whole
-    pipeline again with ``config.replace(k=k)`` (a unit test checks it).
-    """
+def labels_for_k(model: Segmenter, k: int, data: EventData) -> np.ndarray:
+    """Labels the pipeline gives ``data`` with ``k`` segments (the fitted model's own at its
+    k; otherwise a fit with ``config.replace(k=k)``, its embeddings from the cache)."""
     cfg = model.config_
     if k == model.k_ and cfg.method == "kmeans":
         return np.asarray(model.assignments_["segment"].to_numpy())
-    km = KMeansClusterer(k, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed)
-    return km.fit(model.reduced_).labels_
+    return _refit(model, data, k=k, method="kmeans")
 
 
-def hdbscan_labels(model: Segmenter) -> np.ndarray:
-    """Labels of the HDBSCAN variant (``method="hdbscan"``) on the fitted reduction."""
-    cfg = model.config_
-    return (
-        DensityClusterer(min_cluster_size=cfg.min_cluster_size, assign_outliers=cfg.assign_outliers)
-        .fit(model.reduced_)
-        .labels_
+def hdbscan_labels(model: Segmenter, data: EventData) -> np.ndarray:
+    """Labels of the HDBSCAN variant (``method="hdbscan"``) of the same configuration."""
+    return _refit(model, data, method="hdbscan")
+
+
+def _refit(model: Segmenter, data: EventData, **changes: Any) -> np.ndarray:
+    again = Segmenter(
+        model.config_.replace(**changes), encoder=model.encoder, cache=model.cache, progress=False
     )
+    return np.asarray(again.fit(data).assignments_["segment"].to_numpy())
 
 
 def rfm_labels(features: pl.DataFrame, k: int, config: SegmenterConfig) -> np.ndarray:
@@ -251,7 +249,7 @@ def score_systems(
             model = fit_pipeline(split.calibration, cfg.replace(seed=seed, k=fitted_k), ctx)
             models[name].append(model)
             runs.setdefault(name, []).append(
-                {k: aligned(model, split, labels_for_k(model, k)) for k in ks}
+                {k: aligned(model, split, labels_for_k(model, k, split.calibration)) for k in ks}
             )
         if rfm:
             features = models["default"][-1].features_
@@ -276,7 +274,7 @@ def _score_density(split: TemporalSplit, models: list[Segmenter]) -> dict[str, A
     per_seed = []
     for model in models:
         try:
-            per_seed.append(aligned(model, split, hdbscan_labels(model)))
+            per_seed.append(aligned(model, split, hdbscan_labels(model, split.calibration)))
         except SegmenterError as exc:  # no dense segment at all (tiny smoke inputs)
             return {"config": {"method": "hdbscan"}, "note": str(exc)}
     scores = _mean([evaluate(split, labels) for labels in per_seed])

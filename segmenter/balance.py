@@ -45,8 +45,9 @@ MIN_LIFT = 1.05
 
 
 class ValueAxis:
-    """The first principal component of standardized RFM, oriented so spend goes up, with unit
-    variance on the training customers; cut into ``n_tiers`` equal-size value tiers.
+    """A value score: standardized RFM weighted by how it predicted later spend on the user's
+    own history (:func:`value_check`), else their first principal component oriented so spend
+    goes up; unit variance on the training customers, cut into ``n_tiers`` equal-size tiers.
 
     Parameters
     ----------
@@ -65,15 +66,13 @@ class ValueAxis:
     def __init__(self, n_tiers: int = 4) -> None:
         self.n_tiers = n_tiers
 
-    def fit(self, features: pl.DataFrame) -> ValueAxis:
+    def fit(self, features: pl.DataFrame, check: ValueCheck | None = None) -> ValueAxis:
+        """Fit on the customers' ``features``; ``check`` gives the learned weights."""
         self.scaler_ = FeatureScaler(RFM).fit(features)
         Z = self.scaler_.transform(features).astype(np.float64)
-        self.loading_ = np.zeros(Z.shape[1])
-        if len(Z) >= 2 and float(Z.var(axis=0).sum()) > 1e-12:
-            _, _, vt = np.linalg.svd(Z - Z.mean(axis=0), full_matrices=False)
-            loading = vt[0] if vt[0][RFM.index("monetary")] >= 0 else -vt[0]
-            spread = float((Z @ loading).std())
-            self.loading_ = loading / spread if spread > 1e-12 else loading
+        loading = principal_loading(Z) if check is None else check.loading
+        spread = float((Z @ loading).std()) if len(Z) > 1 else 0.0
+        self.loading_ = loading / spread if spread > 1e-12 else np.zeros(Z.shape[1])
         self.edges_ = tier_edges(self.transform(features), self.n_tiers)
         return self
 
@@ -100,6 +99,22 @@ class ValueAxis:
         return self
 
 
+def principal_loading(Z: np.ndarray) -> np.ndarray:
+    """First principal direction of ``Z`` (n, 4), oriented so that spend goes up."""
+    if len(Z) < 2 or float(Z.var(axis=0).sum()) < 1e-12:
+        return np.zeros(Z.shape[1])
+    _, _, vt = np.linalg.svd(Z - Z.mean(axis=0), full_matrices=False)
+    return vt[0] if vt[0][RFM.index("monetary")] >= 0 else -vt[0]
+
+
+def spend_loading(Z: np.ndarray, future: np.ndarray) -> np.ndarray:
+    """Least-squares weights of standardized RFM ``Z`` (n, 4) for the ranks of later spend;
+    the principal direction when they predict nothing."""
+    design = np.column_stack([np.ones(len(Z)), Z])
+    coef = np.linalg.lstsq(design, future - future.mean(), rcond=None)[0][1:]
+    return coef if np.abs(coef).sum() > 1e-12 else principal_loading(Z)
+
+
 def activity(features: pl.DataFrame) -> np.ndarray:
     """Weight of each customer in the taste spread: distinct items bought (orders when there
     are no items; 1 when neither), capped at the 99th percentile so wholesalers do not rule."""
@@ -121,6 +136,7 @@ class ValueCheck:
     rfm: np.ndarray  # their standardized RFM from the earlier history
     future: np.ndarray  # ranks of their spend after the cut-off
     cutoff: datetime
+    loading: np.ndarray  # weights of standardized RFM that best predict that spend
 
 
 def value_check(events: pl.DataFrame, customers: list[str], behaviour_fn: Any) -> ValueCheck | None:
@@ -152,13 +168,16 @@ def value_check(events: pl.DataFrame, customers: list[str], behaviour_fn: Any) -
         spend = joined["_n"].fill_null(0).to_numpy().astype(np.float64)
     if features.height < 10 or np.ptp(spend) == 0:
         return None
-    axis = ValueAxis(1).fit(features)
+    rfm = FeatureScaler(RFM).fit(features).transform(features).astype(np.float64)
+    future = rankdata(spend)
+    loading = spend_loading(rfm, future)
     return ValueCheck(
         rows=features["_row"].to_numpy(),
-        score=axis.transform(features),
-        rfm=axis.scaler_.transform(features),
-        future=rankdata(spend),
+        score=rfm @ loading,
+        rfm=rfm,
+        future=future,
         cutoff=cutoff,  # type: ignore[arg-type]
+        loading=loading,
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from segmenter import segment
-from segmenter.balance import ValueAxis
+from segmenter.balance import ValueAxis, ValueCheck
 from segmenter.checks import check_enough
 from segmenter.cluster import DensityClusterer
 from segmenter.config import SegmenterConfig
@@ -48,6 +48,7 @@ class _Behaviour(NamedTuple):
     features: pl.DataFrame
     scaled: np.ndarray  # standardized fusion features (HDBSCAN; the deep head's check)
     score: np.ndarray  # value score
+    check: ValueCheck | None  # the internal temporal split
 
 
 class Placed(NamedTuple):
@@ -159,9 +160,11 @@ class Segmenter:
             )
         self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
         scaled = self.scaler_.transform(features)
-        self.value_axis_ = ValueAxis(VALUE_TIERS).fit(features)
-        score = self.value_axis_.transform(features)
-        behaviour = _Behaviour(data.events, features, scaled, score)
+        with self._stage("value"):
+            check = segment.value_history(data.events, features)
+            self.value_axis_ = ValueAxis(VALUE_TIERS).fit(features, check)
+            score = self.value_axis_.transform(features)
+        behaviour = _Behaviour(data.events, features, scaled, score, check)
         segmented = self._segment(emb, behaviour)
         if cfg.deep:
             segmented = self._deep(encoder, documents, behaviour, segmented)
@@ -204,6 +207,11 @@ class Segmenter:
             with self._stage("embed"):
                 emb, _ = embed_documents(refined.encoder, texts, self.cache)
             tuned = self._segment(emb, behaviour)
+        except SegmenterError as exc:  # the refined space cannot hold k segments: keep frozen
+            logger.warning("deep clustering: %s; keeping the frozen encoder and segments", exc)
+            self._restore(kept)
+            self.deep_report_.update(accepted=False, rejected_because=str(exc))
+            return frozen
         except BaseException:
             self._restore(kept)
             raise
@@ -236,7 +244,7 @@ class Segmenter:
         """Taste space and value score -> segments (k-means: value tiers split by taste;
         HDBSCAN: density clusters of the fused space), the 2-D map and the taste groups."""
         cfg = self.config_
-        events, features, scaled, score = behaviour
+        events, features, scaled, score, check = behaviour
         with self._stage("reduce"):
             self.text_reducer_ = self._reducer(cfg.pca_dims, 0)
             taste = self.text_reducer_.fit_transform(emb)
@@ -264,7 +272,7 @@ class Segmenter:
             with self._stage("cluster"):
                 self.k_, self.k_curve_ = segment.resolve_k(cfg, shown)
                 self.clusterer_, self.balance_ = segment.fit_tiers(
-                    taste, score, features, events, cfg, self.k_
+                    taste, score, features, events, check, cfg, self.k_
                 )
                 _, confidence, distance = self.clusterer_.predict(taste, score)
         labels = self.clusterer_.labels_

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segmenter.balance import activity, choose_tiers, purchase_pairs, value_check
+from segmenter.balance import ValueCheck, activity, choose_tiers, purchase_pairs, value_check
 from segmenter.cluster import KMeansClusterer, select_k
 from segmenter.cluster.tiered import TieredClusterer
 from segmenter.config import SegmenterConfig
@@ -50,11 +50,21 @@ def resolve_k(cfg: SegmenterConfig, space: np.ndarray) -> tuple[int, list[dict[s
     return int(k), curve
 
 
+def value_history(events: pl.DataFrame, features: pl.DataFrame) -> ValueCheck | None:
+    """The internal temporal split of these customers' history (:func:`value_check`)."""
+
+    def behaviour_before(before: pl.DataFrame, cutoff: Any) -> pl.DataFrame:
+        return DocumentRecipe().fit_features(before, as_of=cutoff)
+
+    return value_check(events, features["user_id"].to_list(), behaviour_before)
+
+
 def fit_tiers(
     taste: np.ndarray,
     score: np.ndarray,
     features: pl.DataFrame,
     events: pl.DataFrame,
+    check: ValueCheck | None,
     cfg: SegmenterConfig,
     k: int,
 ) -> tuple[TieredClusterer, dict[str, Any]]:
@@ -70,13 +80,7 @@ def fit_tiers(
     weights = activity(features)
     curve: list[dict[str, float]] = []
     if cfg.value_tiers == "auto":
-        customers = features["user_id"].to_list()
-
-        def behaviour_before(before: pl.DataFrame, cutoff: Any) -> pl.DataFrame:
-            return DocumentRecipe().fit_features(before, as_of=cutoff)
-
-        check = value_check(events, customers, behaviour_before)
-        pairs = purchase_pairs(events, customers)
+        pairs = purchase_pairs(events, features["user_id"].to_list())
         n_tiers, curve = choose_tiers(
             taste, score, weights, k, pairs=pairs, check=check,
             n_restarts=max(1, cfg.n_restarts // 3), random_state=cfg.seed,

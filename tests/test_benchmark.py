@@ -151,10 +151,14 @@ def test_labels_for_k_equals_a_fit_with_that_k(small_data: EventData, ctx: Bench
     config = SegmenterConfig(k=4, seed=1, pca_dims=8, umap_dims=2)
     fitted = Segmenter(config, encoder=ctx.encoder, progress=False).fit(small_data)
     direct = Segmenter(config.replace(k=3), encoder=ctx.encoder, progress=False).fit(small_data)
-    assert np.array_equal(labels_for_k(fitted, 3), direct.assignments_["segment"].to_numpy())
+    assert np.array_equal(
+        labels_for_k(fitted, 3, small_data), direct.assignments_["segment"].to_numpy()
+    )
     density = Segmenter(config.replace(method="hdbscan"), encoder=ctx.encoder, progress=False)
     density.fit(small_data)
-    assert np.array_equal(hdbscan_labels(fitted), density.assignments_["segment"].to_numpy())
+    assert np.array_equal(
+        hdbscan_labels(fitted, small_data), density.assignments_["segment"].to_numpy()
+    )
 
 
 def test_target_check() -> None:
