@@ -41,6 +41,8 @@ N_TOP = 50
 #: An axis counts only when its specialist beats chance by this factor (value: eta^2 of k
 #: random groups, (k-1)/(n-1)) or lift (taste: hit rate of the whole base's top items).
 SIGNAL = 3.0
+#: Ridge of the learned value weights, per customer (standardized columns have variance 1).
+RIDGE = 0.1
 MIN_LIFT = 1.05
 
 
@@ -108,10 +110,11 @@ def principal_loading(Z: np.ndarray) -> np.ndarray:
 
 
 def spend_loading(Z: np.ndarray, future: np.ndarray) -> np.ndarray:
-    """Least-squares weights of standardized RFM ``Z`` (n, 4) for the ranks of later spend;
-    the principal direction when they predict nothing."""
-    design = np.column_stack([np.ones(len(Z)), Z])
-    coef = np.linalg.lstsq(design, future - future.mean(), rcond=None)[0][1:]
+    """Ridge weights of standardized RFM ``Z`` (n, 4) for the ranks of later spend (the ridge,
+    a tenth of the customers, shares weight between collinear columns such as frequency and
+    spend); the principal direction when they predict nothing."""
+    Zc, y = Z - Z.mean(axis=0), future - future.mean()
+    coef = np.linalg.solve(Zc.T @ Zc + RIDGE * len(Z) * np.eye(Z.shape[1]), Zc.T @ y)
     return coef if np.abs(coef).sum() > 1e-12 else principal_loading(Z)
 
 

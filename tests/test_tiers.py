@@ -48,8 +48,9 @@ def _pairs(rng: np.random.Generator, taste: np.ndarray, n_items: int = 400) -> n
 
 def _check(rng: np.random.Generator, rows: np.ndarray, score: np.ndarray, future: np.ndarray):
     rfm = np.column_stack([score, rng.normal(size=(len(score), 3)) * 0.3])
+    at, loading = datetime(2024, 1, 1), np.array([1.0, 0.0, 0.0, 0.0])
     return ValueCheck(
-        rows=rows, score=score, rfm=rfm, future=rankdata(future), cutoff=datetime(2024, 1, 1)
+        rows=rows, score=score, rfm=rfm, future=rankdata(future), cutoff=at, loading=loading
     )
 
 
@@ -219,6 +220,9 @@ def test_value_axis_orders_spenders_and_the_check_reads_later_spend() -> None:
     customers = features["user_id"].to_list()
     check = value_check(events, customers, lambda e, at: DocumentRecipe().fit_features(e, as_of=at))
     assert check is not None and len(check.rows) == len(customers)
+    learned = ValueAxis(2).fit(features, check)  # weights that predicted later spend
+    assert (learned.tiers(learned.transform(features)) == rich).all()
+    assert check.loading[1] + check.loading[2] > 0  # more orders and spend before, more after
     assert check.future[rich].min() > check.future[~rich].max()  # the rich spend more later
     pairs = purchase_pairs(events, customers)
     assert set(pairs[:, 0].tolist()) == set(range(len(customers)))
