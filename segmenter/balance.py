@@ -110,11 +110,26 @@ def principal_loading(Z: np.ndarray) -> np.ndarray:
 
 
 def spend_loading(Z: np.ndarray, future: np.ndarray) -> np.ndarray:
-    """Ridge weights of standardized RFM ``Z`` (n, 4) for the ranks of later spend (the ridge,
-    a tenth of the customers, shares weight between collinear columns such as frequency and
-    spend); the principal direction when they predict nothing."""
+    """Weights of standardized RFM ``Z`` (n, 4: recency, frequency, monetary, tenure) that best
+    predict the ranks of later spend: ridge least squares (the ridge, a tenth of the customers,
+    shares weight between collinear columns such as frequency and spend) with the signs that
+    make it a value score: more orders and more spend never lower it, a longer time since the
+    last order never raises it (tenure may go either way). The principal direction when
+    nothing predicts.
+    """
+    from scipy.optimize import nnls
+
+    signs = {"recency_days": -1.0, "frequency": 1.0, "monetary": 1.0}
+    # columns as they may enter: signed ones once, free ones twice (+ and -)
+    cols = [(j, signs.get(name, 1.0)) for j, name in enumerate(RFM)]
+    cols += [(j, -1.0) for j, name in enumerate(RFM) if name not in signs]
     Zc, y = Z - Z.mean(axis=0), future - future.mean()
-    coef = np.linalg.solve(Zc.T @ Zc + RIDGE * len(Z) * np.eye(Z.shape[1]), Zc.T @ y)
+    A = np.column_stack([sign * Zc[:, j] for j, sign in cols])
+    ridge = np.sqrt(RIDGE * len(Z)) * np.eye(len(cols))
+    weights, _ = nnls(np.vstack([A, ridge]), np.r_[y, np.zeros(len(cols))])
+    coef = np.zeros(Z.shape[1])
+    for (j, sign), w in zip(cols, weights, strict=True):
+        coef[j] += sign * w
     return coef if np.abs(coef).sum() > 1e-12 else principal_loading(Z)
 
 
@@ -269,12 +284,6 @@ def choose_tiers(
         model = TieredClusterer(k, n_tiers=t, n_restarts=n_restarts, random_state=random_state)
         return model.fit(Xa, sa, wa).labels_
 
-    if not taste_on:  # every document alike: nothing to split by taste
-        return k, [
-            {"n_tiers": t, "value_raw": float("nan"), "taste_raw": float("nan"),
-             "value": float("nan"), "taste": float("nan"), "balance": float("nan")}
-            for t in range(1, k + 1)
-        ]  # fmt: skip
     rows: list[dict[str, float]] = []
     value_ref = taste_ref = float("nan")
     if check is not None and len(check.rows) > 2 * k:
@@ -284,6 +293,10 @@ def choose_tiers(
         if value_ref < SIGNAL * (k - 1) / (len(check.rows) - 1):
             logger.info("value check: RFM explains no more of later spend than chance")
             value_ref = float("nan")
+    if not taste_on:  # every document alike: nothing to split by taste
+        return k, _unchecked(k)
+    if np.isnan(value_ref):  # no value to check (nothing bought, or spend not predictable)
+        return 1, _unchecked(k)
     if use_items:  # taste is checked only where a segment's list beats the global one
         everyone = heldout_hit_rate(
             pairs_s, np.zeros(len(Xs), dtype=np.int64), random_state=random_state
@@ -314,6 +327,12 @@ def choose_tiers(
     logger.info("value tiers: chose %d of %d segments (balance %.3f)", best, k,
                 rows[best - 1]["balance"])  # fmt: skip
     return best, rows
+
+
+def _unchecked(k: int) -> list[dict[str, float]]:
+    nan = float("nan")
+    names = ("value_raw", "taste_raw", "value", "taste", "balance")
+    return [{"n_tiers": t, **dict.fromkeys(names, nan)} for t in range(1, k + 1)]
 
 
 def _pick(rows: list[dict[str, float]], k: int) -> int:
