@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from segmenter.errors import SegmenterError, preview
+from segmenter.parsing import as_string, parse_number, parse_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +59,6 @@ PRESETS: dict[str, dict[str, str]] = {
         "quantity": "Quantity",
     },
 }
-
-_TIMESTAMP_FORMATS = (
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%d",
-)
 
 
 @dataclass
@@ -297,13 +289,13 @@ def _canonicalize(
         dropped["null or empty user_id"] = dropped.get("null or empty user_id", 0) + n_bad
         if frame.height == 0:
             raise SegmenterError("input has no rows left after dropping rows without user_id")
-    frame = frame.with_columns(_parse_timestamp(frame["timestamp"], rows=frame[_ROW]))
+    frame = frame.with_columns(parse_timestamp(frame["timestamp"], rows=frame[_ROW]))
     for column in NUMERIC:
         if column in frame.columns:
-            frame = frame.with_columns(_parse_number(frame[column], column, rows=frame[_ROW]))
+            frame = frame.with_columns(parse_number(frame[column], column, rows=frame[_ROW]))
     for column in STRINGS[1:]:
         if column in frame.columns:
-            frame = frame.with_columns(_as_string(frame[column]).alias(column))
+            frame = frame.with_columns(as_string(frame[column]).alias(column))
     defaults = {
         "event_type": pl.lit("purchase"),
         "quantity": pl.lit(1.0),
@@ -338,20 +330,9 @@ def _dtype(column: str) -> type[pl.DataType]:
     return pl.String
 
 
-def _as_string(series: pl.Series) -> pl.Series:
-    if series.dtype == pl.String:
-        return series
-    if series.dtype.is_float():
-        # 17850.0 -> "17850": float ids come from CSV/pandas round trips
-        as_int = series.cast(pl.Int64, strict=False)
-        if bool((as_int.cast(pl.Float64) == series).fill_null(True).all()):
-            return as_int.cast(pl.String)
-    return series.cast(pl.String)
-
-
 def normalize_id(series: pl.Series) -> pl.Series:
     """Customer keys as strings; "17850.0" (a float round trip) becomes "17850"."""
-    text = _as_string(series).str.strip_chars()
+    text = as_string(series).str.strip_chars()
     present = text.drop_nulls()
     # only when every key is a whole number (some written as floats): "1.5" or "A.0" stay
     if bool(present.str.contains(r"\.0+$").any()) and bool(
@@ -359,89 +340,6 @@ def normalize_id(series: pl.Series) -> pl.Series:
     ):
         text = text.str.replace(r"\.0+$", "")
     return text
-
-
-def _row_of(position: int, rows: pl.Series | None) -> int:
-    """The input row of a position in a (possibly filtered) column."""
-    return int(rows[position]) if rows is not None else position
-
-
-def _parse_timestamp(series: pl.Series, *, rows: pl.Series | None = None) -> pl.Series:
-    name = "timestamp"
-    if series.dtype == pl.Datetime or isinstance(series.dtype, pl.Datetime):
-        parsed = series.dt.replace_time_zone(None) if series.dtype.time_zone else series  # type: ignore[attr-defined]
-        parsed = parsed.cast(pl.Datetime("us"))
-    elif series.dtype == pl.Date:
-        parsed = series.cast(pl.Datetime("us"))
-    elif series.dtype == pl.String:
-        parsed = _parse_timestamp_strings(series.str.strip_chars())
-    else:
-        raise SegmenterError(
-            f"column 'timestamp' has type {series.dtype}; expected a datetime or an ISO-8601 "
-            f"string such as 2011-01-31 08:26:00"
-        )
-    bad = parsed.is_null() & series.is_not_null()
-    if series.null_count():
-        row = _row_of(int(series.is_null().arg_true()[0]), rows)
-        raise SegmenterError(
-            f"column 'timestamp': {series.null_count()} rows have no timestamp (first at row "
-            f"{row}); expected an ISO-8601 datetime on every event"
-        )
-    if bool(bad.any()):
-        position = int(bad.arg_true()[0])
-        raise SegmenterError(
-            f"column 'timestamp': cannot parse '{series[position]}' (row "
-            f"{_row_of(position, rows)}) as a datetime; "
-            f"expected ISO-8601 such as 2011-01-31 08:26:00"
-        )
-    return parsed.alias(name)
-
-
-def _parse_timestamp_strings(text: pl.Series) -> pl.Series:
-    """Each value in the first of the known formats that parses it, then polars' inference.
-
-    Values that nothing parses stay null (the caller reports the first of them).
-    """
-    parsed = pl.Series("timestamp", [None] * text.len(), dtype=pl.Datetime("us"))
-    for fmt in _TIMESTAMP_FORMATS:
-        todo = parsed.is_null() & text.is_not_null()
-        if not bool(todo.any()):
-            return parsed
-        attempt = text.str.to_datetime(fmt, strict=False, time_unit="us")
-        parsed = pl.select(pl.coalesce(pl.lit(parsed), pl.lit(attempt))).to_series()
-    todo = parsed.is_null() & text.is_not_null()
-    if not bool(todo.any()):
-        return parsed
-    rest = pl.select(pl.when(pl.lit(todo)).then(pl.lit(text))).to_series()
-    try:
-        # time-zone offsets (2011-01-31T08:26:00+01:00, ...Z): UTC, then naive
-        attempt = rest.str.to_datetime(strict=False, time_unit="us")
-        if isinstance(attempt.dtype, pl.Datetime) and attempt.dtype.time_zone is not None:
-            attempt = attempt.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-        attempt = attempt.cast(pl.Datetime("us"))
-    except pl.exceptions.PolarsError:
-        # no format could be inferred from the first value: leave these unparsed
-        return parsed
-    return pl.select(pl.coalesce(pl.lit(parsed), pl.lit(attempt))).to_series()
-
-
-def _parse_number(series: pl.Series, column: str, *, rows: pl.Series | None = None) -> pl.Series:
-    if series.dtype.is_numeric():
-        return series.cast(pl.Float64).alias(column)
-    if series.dtype == pl.Boolean:
-        raise SegmenterError(f"column '{column}' is boolean; expected numbers")
-    text = _as_string(series).str.strip_chars()
-    text = pl.Series(column, text).replace("", None)
-    parsed = text.cast(pl.Float64, strict=False)
-    bad = parsed.is_null() & text.is_not_null()
-    if bool(bad.any()):
-        position = int(bad.arg_true()[0])
-        raise SegmenterError(
-            f"column '{column}': '{text[position]}' (row {_row_of(position, rows)}) is not a "
-            f"number; expected numeric "
-            f"values such as 12.5 ({int(bad.sum())} bad rows)"
-        )
-    return parsed.alias(column)
 
 
 def _online_retail(
@@ -456,12 +354,12 @@ def _online_retail(
             f"Online Retail layout {[*needed, 'StockCode', 'Description', 'Country']}"
         )
     cid = raw["CustomerID"]
-    no_id = cid.is_null() | (_as_string(cid).str.strip_chars() == "")
+    no_id = cid.is_null() | (as_string(cid).str.strip_chars() == "")
     dropped = {"online-retail: no CustomerID": int(no_id.sum())} if no_id.any() else {}
     raw = raw.filter(~no_id)
-    qty = _parse_number(raw["Quantity"], "Quantity", rows=raw[_ROW])
-    price = _parse_number(raw["UnitPrice"], "UnitPrice", rows=raw[_ROW])
-    invoice = _as_string(raw["InvoiceNo"])
+    qty = parse_number(raw["Quantity"], "Quantity", rows=raw[_ROW])
+    price = parse_number(raw["UnitPrice"], "UnitPrice", rows=raw[_ROW])
+    invoice = as_string(raw["InvoiceNo"])
     is_return = invoice.str.starts_with("C") | (qty < 0)
     raw = raw.with_columns(
         pl.Series("Quantity", qty),
@@ -470,7 +368,7 @@ def _online_retail(
         .then(pl.lit("return"))
         .otherwise(pl.lit("purchase"))
         .alias("event_type"),
-        _as_string(raw["CustomerID"]).alias("CustomerID"),
+        as_string(raw["CustomerID"]).alias("CustomerID"),
     )
     mapping.setdefault("amount", "amount")
     mapping.setdefault("event_type", "event_type")
@@ -490,7 +388,7 @@ def _country_table(frame: pl.DataFrame) -> pl.DataFrame:
     table = pl.DataFrame(
         {
             "user_id": normalize_id(frame["user_id"]),
-            "country": _as_string(frame["country"]).str.strip_chars(),
+            "country": as_string(frame["country"]).str.strip_chars(),
         }
     ).filter(pl.col("user_id").is_not_null() & (pl.col("user_id") != ""))
     return (
@@ -522,9 +420,9 @@ def _join_items(events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
         )
     cols = [c for c in ITEM_COLUMNS if c in items.columns]
     table = items.select(
-        _as_string(items["item_id"]).alias("item_id"),
+        as_string(items["item_id"]).alias("item_id"),
         *[
-            _parse_number(items[c], c) if c == "price" else _as_string(items[c]).alias(c)
+            parse_number(items[c], c) if c == "price" else as_string(items[c]).alias(c)
             for c in cols
         ],
     ).unique("item_id", keep="first")

@@ -12,13 +12,13 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from segmenter import segment
-from segmenter.balance import ValueAxis, ValueCheck
+from segmenter.balance import ValueAxis
 from segmenter.checks import check_enough
 from segmenter.cluster import DensityClusterer
 from segmenter.config import SegmenterConfig
@@ -29,6 +29,7 @@ from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler, feature_factor, fuse
 from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
+from segmenter.segment import Behaviour, Placed, Segmented
 
 logger = logging.getLogger(__name__)
 
@@ -39,37 +40,6 @@ SEGMENT_STATE = (
 )  # fmt: skip
 #: value tiers of the ``value_tier`` column (fewer when k is smaller)
 VALUE_TIERS = 4
-
-
-class _Behaviour(NamedTuple):
-    """What a segmentation pass reads of the training customers besides their embedding."""
-
-    events: pl.DataFrame
-    features: pl.DataFrame
-    scaled: np.ndarray  # standardized fusion features (HDBSCAN; the deep head's check)
-    score: np.ndarray  # value score
-    check: ValueCheck | None  # the internal temporal split
-
-
-class Placed(NamedTuple):
-    """Where :meth:`Segmenter.transform` puts customers, one row each."""
-
-    features: pl.DataFrame
-    documents: pl.DataFrame
-    taste: np.ndarray  # the reduced text embedding
-    score: np.ndarray  # the value score
-    reduced: np.ndarray  # the space the segments live in
-    shown: np.ndarray  # what the 2-D map projects
-
-
-class Segmented(NamedTuple):
-    """What one fuse -> reduce -> map -> cluster pass gives, one row per customer."""
-
-    reduced: np.ndarray
-    coords: np.ndarray
-    labels: np.ndarray
-    confidence: np.ndarray
-    distance: np.ndarray
 
 
 class Segmenter:
@@ -164,7 +134,7 @@ class Segmenter:
             check = segment.value_history(data.events, features)
             self.value_axis_ = ValueAxis(VALUE_TIERS).fit(features, check)
             score = self.value_axis_.transform(features)
-        behaviour = _Behaviour(data.events, features, scaled, score, check)
+        behaviour = Behaviour(data.events, features, scaled, score, check)
         segmented = self._segment(emb, behaviour)
         if cfg.deep:
             segmented = self._deep(encoder, documents, behaviour, segmented)
@@ -185,7 +155,7 @@ class Segmenter:
         self,
         encoder: Encoder,
         documents: pl.DataFrame,
-        behaviour: _Behaviour,
+        behaviour: Behaviour,
         frozen: Segmented,
     ) -> Segmented:
         """Refine the encoder from the frozen segments and segment again; keep the frozen
@@ -240,7 +210,7 @@ class Segmenter:
         for name, value in state.items():
             setattr(self, name, value)
 
-    def _segment(self, emb: np.ndarray, behaviour: _Behaviour) -> Segmented:
+    def _segment(self, emb: np.ndarray, behaviour: Behaviour) -> Segmented:
         """Taste space and value score -> segments (k-means: value tiers split by taste;
         HDBSCAN: density clusters of the fused space), the 2-D map and the taste groups."""
         cfg = self.config_

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,38 @@ from segmenter.documents import DocumentRecipe
 from segmenter.fuse import feature_factor, fuse
 
 logger = logging.getLogger(__name__)
+
+
+class Behaviour(NamedTuple):
+    """What a segmentation pass reads of the training customers besides their embedding."""
+
+    events: pl.DataFrame
+    features: pl.DataFrame
+    scaled: np.ndarray  # standardized fusion features (HDBSCAN; the deep head's check)
+    score: np.ndarray  # value score
+    check: ValueCheck | None  # the internal temporal split
+
+
+class Placed(NamedTuple):
+    """Where :meth:`Segmenter.transform` puts customers, one row each."""
+
+    features: pl.DataFrame
+    documents: pl.DataFrame
+    taste: np.ndarray  # the reduced text embedding
+    score: np.ndarray  # the value score
+    reduced: np.ndarray  # the space the segments live in
+    shown: np.ndarray  # what the 2-D map projects
+
+
+class Segmented(NamedTuple):
+    """What one fuse -> reduce -> map -> cluster pass gives, one row per customer."""
+
+    reduced: np.ndarray
+    coords: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray
+    distance: np.ndarray
+
 
 Stage = Callable[[str], AbstractContextManager[None]]
 
