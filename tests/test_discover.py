@@ -208,6 +208,8 @@ def test_different_seed_gives_stable_segments(
         ({"k_range": (5, 3)}, "--k-range: 5:3"),
         ({"umap_neighbors": 1}, "--umap-neighbors: 1"),
         ({"max_tokens": 4}, "--max-tokens: 4"),
+        ({"value_tiers": 0}, "--value-tiers: 0 should be an integer >= 1"),
+        ({"value_tiers": 9}, r"--value-tiers: 9 should be <= --k=8 or 'auto'"),
     ],
 )
 def test_bad_config_is_refused_before_work(changes: dict, match: str) -> None:
