@@ -137,6 +137,17 @@ def split_within(
     return out
 
 
+def within_tier_distances(
+    X: np.ndarray, centres: np.ndarray, tiers: np.ndarray, tier_of: np.ndarray
+) -> np.ndarray:
+    """Squared distances (n_points, n_centres), infinite to the centres of other tiers."""
+    X64, c64 = X.astype(np.float64), centres.astype(np.float64)
+    d2 = (X64**2).sum(axis=1)[:, None] - 2.0 * X64 @ c64.T + (c64**2).sum(axis=1)[None, :]
+    d2 = np.maximum(d2, 0.0)
+    d2[tier_of[None, :] != tiers[:, None]] = np.inf
+    return d2
+
+
 def refine_within(
     X: np.ndarray, tiers: np.ndarray, labels: np.ndarray, weights: np.ndarray, *, n_iter: int
 ) -> np.ndarray:
@@ -150,8 +161,7 @@ def refine_within(
         centres = np.stack(
             [np.average(X[labels == s], axis=0, weights=weights[labels == s] + 1e-12) for s in ids]
         )
-        d2 = ((X[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-        d2[tier_of[None, :] != tiers[:, None]] = np.inf
+        d2 = within_tier_distances(X, centres, tiers, tier_of)
         moved = ids[np.argmin(d2, axis=1)]
         if np.array_equal(moved, labels) or len(np.unique(moved)) < len(ids):
             break
@@ -242,8 +252,7 @@ class TieredClusterer:
         """
         tiers = assign_tiers(score, self.edges_)
         X = np.asarray(X, dtype=np.float32)
-        d2 = ((X[:, None, :] - self.cluster_centers_[None, :, :]) ** 2).sum(axis=2)
-        d2 = np.where(self.tier_of_[None, :] == tiers[:, None], d2, np.inf)
+        d2 = within_tier_distances(X, self.cluster_centers_, tiers, self.tier_of_)
         order = np.argsort(d2, axis=1, kind="stable")[:, :2]
         nearest = np.take_along_axis(d2, order, axis=1)
         nearest[:, 1] = np.where(np.isfinite(nearest[:, 1]), nearest[:, 1], np.inf)
