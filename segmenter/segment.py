@@ -2,8 +2,9 @@
 
 Text carries taste (what customers buy and write), the behaviour features carry value (what
 they spend, how often, how recently). The pass reduces the text embedding to its main
-components (the taste space), scores value on the first principal component of standardized
-RFM, and cuts customers into value tiers that taste then splits further
+components (the taste space), scores value with :class:`~segmenter.balance.ValueAxis`
+(standardized RFM weighted by what predicted later spend in the customers' own history), and
+cuts customers into value tiers that taste then splits further
 (:class:`~segmenter.cluster.tiered.TieredClusterer`); the number of tiers is chosen from the
 data (:func:`~segmenter.balance.choose_tiers`) unless the user fixes it.
 """
@@ -11,8 +12,6 @@ data (:func:`~segmenter.balance.choose_tiers`) unless the user fixes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -57,9 +56,6 @@ class Segmented(NamedTuple):
     labels: np.ndarray
     confidence: np.ndarray
     distance: np.ndarray
-
-
-Stage = Callable[[str], AbstractContextManager[None]]
 
 
 def map_input(taste: np.ndarray, score: np.ndarray, factor: float) -> np.ndarray:
