@@ -55,7 +55,7 @@ class SegmenterConfig:
     umap_dims: int = 10
     umap_neighbors: int = 15
     umap_sample: int = 50_000
-    n_restarts: int = 10
+    n_restarts: int = 30
     n_iter: int = 50
     min_cluster_size: int | None = None
     assign_outliers: bool = False
