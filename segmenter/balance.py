@@ -284,8 +284,7 @@ def choose_tiers(
         model = TieredClusterer(k, n_tiers=t, n_restarts=n_restarts, random_state=random_state)
         return model.fit(Xa, sa, wa).labels_
 
-    rows: list[dict[str, float]] = []
-    value_ref = taste_ref = float("nan")
+    value_ref = float("nan")
     if check is not None and len(check.rows) > 2 * k:
         ref = KMeansClusterer(k, n_restarts=n_restarts, random_state=random_state)
         value_ref = eta_squared(check.future, ref.fit(check.rfm).labels_)
@@ -295,35 +294,34 @@ def choose_tiers(
             value_ref = float("nan")
     if not taste_on:  # every document alike: nothing to split by taste
         return k, _unchecked(k)
-    if np.isnan(value_ref):  # no value to check (nothing bought, or spend not predictable)
+    if check is None or np.isnan(value_ref):  # nothing bought, or spend not predictable
         return 1, _unchecked(k)
+    taste_labels = {t: fit(t, Xs, ss, ws) for t in range(1, k + 1)}
     if use_items:  # taste is checked only where a segment's list beats the global one
         everyone = heldout_hit_rate(
             pairs_s, np.zeros(len(Xs), dtype=np.int64), random_state=random_state
         )
-        by_taste = heldout_hit_rate(pairs_s, fit(1, Xs, ss, ws), random_state=random_state)
+        by_taste = heldout_hit_rate(pairs_s, taste_labels[1], random_state=random_state)
         taste_on = by_taste > MIN_LIFT * everyone
-    for t in range(1, k + 1):
-        labels = fit(t, Xs, ss, ws)
+    rows: list[dict[str, float]] = []
+    rows_x, rows_w = X[check.rows], weights[check.rows]
+    for t, labels in taste_labels.items():
         if not taste_on:
             taste = float("nan")
         elif use_items:
             taste = heldout_hit_rate(pairs_s, labels, random_state=random_state)
         else:
             taste = 1.0 - _weighted_spread(Xs, labels, ws) / spread_all
-        value = float("nan")
-        if check is not None and value_ref > 0:  # nan > 0 is False
-            rows_x = X[check.rows]
-            value = eta_squared(check.future, fit(t, rows_x, check.score, weights[check.rows]))
-        if t == 1:
-            taste_ref = taste
+        value = eta_squared(check.future, fit(t, rows_x, check.score, rows_w))
         rows.append({"n_tiers": t, "value_raw": value, "taste_raw": taste})
+    taste_ref = rows[0]["taste_raw"]
     for row in rows:
-        row["value"] = row["value_raw"] / value_ref if value_ref > 0 else float("nan")
+        row["value"] = row["value_raw"] / value_ref
         row["taste"] = row["taste_raw"] / taste_ref if taste_ref > 0 else float("nan")
         known = [x for x in (row["value"], row["taste"]) if not np.isnan(x)]
-        row["balance"] = min(known) if known else float("nan")
-    best = _pick(rows, k)
+        row["balance"] = min(known)
+    # no taste signal: every segment goes to value
+    best = k if np.isnan(rows[0]["taste"]) else int(np.argmax([r["balance"] for r in rows])) + 1
     logger.info("value tiers: chose %d of %d segments (balance %.3f)", best, k,
                 rows[best - 1]["balance"])  # fmt: skip
     return best, rows
@@ -333,19 +331,6 @@ def _unchecked(k: int) -> list[dict[str, float]]:
     nan = float("nan")
     names = ("value_raw", "taste_raw", "value", "taste", "balance")
     return [{"n_tiers": t, **dict.fromkeys(names, nan)} for t in range(1, k + 1)]
-
-
-def _pick(rows: list[dict[str, float]], k: int) -> int:
-    values = [r["value"] for r in rows]
-    tastes = [r["taste"] for r in rows]
-    if all(np.isnan(values)) and all(np.isnan(tastes)):
-        return k  # nothing to check: plain value tiers (RFM's ground)
-    if all(np.isnan(values)):
-        return 1  # no value to check: all segments on taste
-    if all(np.isnan(tastes)):
-        return k
-    balance = [r["balance"] for r in rows]
-    return int(np.nanargmax(balance)) + 1
 
 
 def _sample(n: int, seed: int) -> np.ndarray:

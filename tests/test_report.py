@@ -289,6 +289,20 @@ def test_overview_says_what_the_deep_head_did(
     assert "Deep head" not in build_report(run_dir)
 
 
+def test_overview_says_how_the_segment_space_was_built(run_dir: Path, tmp_path: Path) -> None:
+    page = build_report(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    tiers = meta["balance"]["n_tiers"]
+    assert f'<dt>Value tiers</dt><dd class="wrap-any">{tiers} (chosen by data)</dd>' in page
+    assert "UMAP dims" not in page  # k-means segments never pass through UMAP
+    copy = tmp_path / "fused"
+    shutil.copytree(run_dir, copy)
+    meta.update(balance=None, reduction={"umap_dims": 10})
+    (copy / "run.json").write_text(json.dumps(meta))
+    fused = build_report(copy)
+    assert "Value tiers" not in fused and "PCA → UMAP dims" in fused
+
+
 # -- value and taste ----------------------------------------------------------------------------
 def _section(page: str) -> str:
     found = re.search(r'<section id="value-taste">(.*?)</section>', page, re.S)

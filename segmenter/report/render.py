@@ -129,8 +129,7 @@ def _overview(meta: dict[str, Any], run: RunFolder, segments: list[dict[str, Any
         ("Segments (k)", f"auto → {meta.get('k')}" if k == "auto" else k),
         ("Encoder", encoder),
         ("Encoder id", meta.get("encoder")),
-        ("Feature weight", config.get("feature_weight")),
-        ("PCA → UMAP dims", f"{config.get('pca_dims')} → {config.get('umap_dims')}"),
+        *_space_settings(config, meta),
         ("Seed", meta.get("seed", config.get("seed"))),
         ("Device", meta.get("device")),
         ("Deep head", _deep(meta.get("deep"))),
@@ -344,3 +343,18 @@ def _k_curve(meta: dict[str, Any]) -> list[dict[str, Any]]:
         chart = line_chart(ks, [("inertia", "#3ca951", inertia)], mark=mark)
         charts.append({"title": "Inertia by k (look for the elbow)", **chart})
     return [c for c in charts if c.get("lines")]
+
+
+def _space_settings(config: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """How the segment space was built: value tiers x taste (k-means) or the fused space."""
+    balance = meta.get("balance")
+    if isinstance(balance, dict):
+        return [
+            ("Value tiers", f"{balance.get('n_tiers')} (chosen by {balance.get('chosen_by')})"),
+            ("Taste space", f"PCA {config.get('pca_dims')} dims"),
+        ]
+    umap = (meta.get("reduction") or {}).get("umap_dims", config.get("umap_dims"))
+    return [
+        ("Feature weight", config.get("feature_weight")),
+        ("PCA → UMAP dims", f"{config.get('pca_dims')} → {umap}"),
+    ]
