@@ -35,6 +35,7 @@ from benchmarks.baselines import FUSION_WEIGHTS, fused, kmeans
 from benchmarks.context import BenchContext
 from benchmarks.metrics import rank_eta_squared, recovery, stability, taste_lift
 from benchmarks.shop_shapes import SHAPES
+from benchmarks.tier_rule import balanced_rows, leave_one_out, tier_curve
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData
 from segmenter.embed import embed_documents
@@ -160,8 +161,11 @@ def balanced(system: dict[str, Any], rfm: dict[str, Any], plain: dict[str, Any])
     return float("nan") if np.isnan(value) or np.isnan(taste) else min(value, taste)
 
 
-def fit_ours(case: Case, ctx: BenchContext, seed: int) -> tuple[dict[str, np.ndarray], float]:
-    """Our default at (k, seed): ``segment`` (and value_tier / taste_group when present)."""
+def fit_ours(
+    case: Case, ctx: BenchContext, seed: int
+) -> tuple[dict[str, np.ndarray], float, dict[str, Any]]:
+    """Our default at (k, seed): ``segment`` (and value_tier / taste_group when present), the
+    seconds, and the value and taste of every tier count (:func:`tier_curve`)."""
     start = time.perf_counter()
     config = SegmenterConfig(k=case.k, seed=seed)
     model = Segmenter(config, encoder=ctx.encoder, cache=ctx.cache, progress=ctx.progress)
@@ -171,7 +175,9 @@ def fit_ours(case: Case, ctx: BenchContext, seed: int) -> tuple[dict[str, np.nda
     position = {u: i for i, u in enumerate(frame["user_id"].to_list())}
     order = np.array([position[u] for u in case.customers])
     columns = ["segment", *(c for c in EXTRA_COLUMNS if c in frame.columns)]
-    return {c: np.asarray(frame[c].to_numpy())[order] for c in columns}, seconds
+    out = {c: np.asarray(frame[c].to_numpy())[order] for c in columns}
+    curve = tier_curve(model, order, functools.partial(score, case), seed) if case.split else {}
+    return out, seconds, curve
 
 
 def run_case(case: Case, ctx: BenchContext, weights: Sequence[float]) -> dict[str, Any]:
@@ -181,6 +187,7 @@ def run_case(case: Case, ctx: BenchContext, weights: Sequence[float]) -> dict[st
     notes: dict[str, str] = {}
     labels: dict[str, list[np.ndarray]] = {}
     timings: dict[str, list[float]] = {}
+    curves: dict[str, dict[str, Any]] = {}
 
     def attempt(name: str, fn: Callable[[], None]) -> None:
         try:
@@ -191,7 +198,9 @@ def run_case(case: Case, ctx: BenchContext, weights: Sequence[float]) -> dict[st
 
     def ours() -> None:
         for seed in seeds:
-            out, seconds = fit_ours(case, ctx, seed)
+            out, seconds, curve = fit_ours(case, ctx, seed)
+            if seed == ctx.seed and curve:
+                curves["ours"] = curve
             for column, values in out.items():
                 labels.setdefault("ours" if column == "segment" else column, []).append(values)
             timings.setdefault("ours", []).append(seconds)
@@ -225,6 +234,10 @@ def run_case(case: Case, ctx: BenchContext, weights: Sequence[float]) -> dict[st
     if emb is not None and case.rfm is not None:
         result["fusion"] = sweep_fusion(case, emb, case.rfm, weights, seeds, rfm_s, plain_s)
     result["axes"] = score_axes(case, labels, emb, seeds)
+    if "ours" in curves and "value" in rfm_s:
+        taste_ref = plain_s.get("taste") if case.kind == "items" else None
+        balanced_rows(curves["ours"], rfm_s["value"], taste_ref)
+        result["tier_curve"] = curves["ours"]
     result["targets"] = targets(result)
     return result
 
@@ -355,9 +368,11 @@ def run_balance(
         t = time.perf_counter()
         out[case.name] = run_case(case, ctx, sizes.weights)
         out[case.name]["seconds"] = round(time.perf_counter() - t, 1)
+    curves = {name: c["tier_curve"] for name, c in out.items() if "tier_curve" in c}
     return {
         "status": "ok",
         "k": K,
+        "leave_one_out": leave_one_out(curves),
         "seeds": [ctx.seed, ctx.seed + 1],
         "weights": list(sizes.weights),
         "cases": out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.tables import f, skipped_note, table
+from benchmarks.tier_rule import render_rule
 
 SYSTEMS = {"ours": "ours (default)", "rfm": "RFM + k-means", "plain": "plain text + k-means"}
 KINDS = {
@@ -97,5 +98,6 @@ def render_balance(s: dict[str, Any] | None) -> list[str]:
     if sweeps:
         out += ["Simple fusion sweep, value η² / taste lift for each w:", ""]
         out += table(["case", *(f"w = {w}" for w in s["weights"])], sweeps)
+    out += render_rule(s.get("leave_one_out"))
     out += ["Targets (ours):", "", *checks, ""]
     return out

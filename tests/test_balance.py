@@ -252,6 +252,12 @@ def test_balance_section_smoke(tmp_path: Path) -> None:
     text = render(json.loads(json.dumps(result, default=str)))
     assert "benchmark:smoke-balance" in text and "Online Retail" not in text
     assert "| grocery (behaviour + items) | best simple fusion" in text
+    # the tier-count rule against a constant chosen on the other cases
+    loo = section["leave_one_out"]["cases"]
+    assert {"retail", "grocery", "sparse"} <= set(loo)
+    for row in loo.values():
+        assert row["best_B"] >= max(row["rule_B"], row["constant_B"]) - 1e-9
+    assert "constant from the other cases" in text
 
 
 def test_cli_rejects_an_unknown_section(capsys: pytest.CaptureFixture[str]) -> None:
