@@ -40,6 +40,9 @@ SEGMENT_STATE = (
 )  # fmt: skip
 #: value tiers of the ``value_tier`` column (fewer when k is smaller)
 VALUE_TIERS = 4
+#: the report's 2-D map is fitted on at most this many customers (seeded sample); the others
+#: are placed by their nearest fitted neighbours, as new customers are
+MAP_SAMPLE = 5_000
 
 
 class Segmenter:
@@ -251,7 +254,8 @@ class Segmenter:
         with self._stage("map"):
             self.map_ = Reducer(
                 pca_dims=0, umap_dims=2, n_neighbors=cfg.umap_neighbors, min_dist=0.1,
-                sample_size=cfg.umap_sample, random_state=cfg.seed,
+                sample_size=min(cfg.umap_sample, MAP_SAMPLE), random_state=cfg.seed,
+                engine="numpy",
             )  # fmt: skip
             coords = self.map_.fit_transform(shown) if shown.shape[1] > 2 else shown[:, :2]
         return Segmented(reduced, coords, labels, confidence, distance)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,26 @@ import numpy as np
 from segmenter.checks import at_least, check_enough, check_k
 
 logger = logging.getLogger(__name__)
+
+#: below this many points FAISS runs on one thread: its per-iteration barrier costs more than
+#: a second thread gains, and far more when other jobs share the cores (BENCHMARKS.md, wave 2)
+ONE_THREAD_POINTS = 20_000
+
+
+@contextlib.contextmanager
+def faiss_threads(n_points: int) -> Iterator[None]:
+    """One FAISS thread for small inputs (fewer than :data:`ONE_THREAD_POINTS`), restored after."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    if n_points >= ONE_THREAD_POINTS or before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def faiss_has_gpu() -> bool:
@@ -26,7 +48,8 @@ def nearest(X: np.ndarray, centroids: np.ndarray, k: int = 2) -> tuple[np.ndarra
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     k = min(k, len(centroids))
-    dist, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), k)
+    with faiss_threads(len(X)):
+        dist, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), k)
     return np.maximum(dist, 0.0), idx
 
 
@@ -77,7 +100,8 @@ def kmeans_centroids(
         gpu=bool(gpu),
         verbose=False,
     )
-    km.train(X, weights=None if weights is None else np.ascontiguousarray(weights, np.float32))
+    with faiss_threads(len(X)):
+        km.train(X, weights=None if weights is None else np.ascontiguousarray(weights, np.float32))
     return np.asarray(km.centroids, dtype=np.float32)
 
 
