@@ -37,6 +37,7 @@ EXTRAS: dict[str, Extra] = {
 Section = Callable[[BenchContext, EventData | None], dict[str, Any]]
 SECTIONS: dict[str, Section] = {
     "balance": lambda ctx, data: run_balance(ctx, retail_data=data),
+    "speed": lambda ctx, data: run_speed(ctx),
 }
 
 
