@@ -120,6 +120,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "chain": "ours",
         "stages": dict(model.timings_),
+        "stage_peak_rss_mb": dict(model.peak_rss_mb_),
         "fit_seconds": total,
         "chain_seconds": load_seconds + total,
         "ari": ari,

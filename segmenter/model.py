@@ -45,6 +45,13 @@ VALUE_TIERS = 4
 MAP_SAMPLE = 5_000
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (``ru_maxrss``: KiB on Linux)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1.024 / 1e3, 1)
+
+
 class Segmenter:
     """Customer segmentation driven by a sentence encoder.
 
@@ -87,6 +94,7 @@ class Segmenter:
         seconds = time.perf_counter() - start
         if timings is None:
             self.timings_[name] = round(self.timings_.get(name, 0.0) + seconds, 3)
+            self.peak_rss_mb_[name] = peak_rss_mb()
         else:
             timings[name] = timings.get(name, 0.0) + seconds
         logger.log(level, "stage %s done in %.1fs", name, seconds)
@@ -109,10 +117,12 @@ class Segmenter:
         Fitted attributes: ``assignments_`` (one row per customer), ``recipe_`` (events ->
         features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims:
         the space the segments live in), ``k_``, ``k_curve_``, ``balance_`` (the value tiers
-        and how they were chosen), ``quality_``, ``timings_``, ``embedding_stats_``.
+        and how they were chosen), ``quality_``, ``timings_``, ``peak_rss_mb_`` (the process's
+        peak resident memory at the end of each stage, MB), ``embedding_stats_``.
         """
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
+        self.peak_rss_mb_: dict[str, float] = {}
         n_users = data.n_users
         if cfg.method == "kmeans" and cfg.k != "auto":
             check_enough(n_users, int(cfg.k))
