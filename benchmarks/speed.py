@@ -71,16 +71,19 @@ def write_customers(folder: Path, n: int, seed: int) -> None:
         ev, us = tables["events"], tables["users"]
         lab = tables["labels"].select("user_id", "segment")
         if n > CHUNK:
-            prefix = pl.lit(f"S{i:03d}-")
-            ev = ev.with_columns(prefix + pl.col("user_id"), prefix + pl.col("order_id"))
-            us = us.with_columns(prefix + pl.col("user_id"))
-            lab = lab.with_columns(prefix + pl.col("user_id"))
+            ev = ev.with_columns(_prefixed("user_id", i), _prefixed("order_id", i))
+            us = us.with_columns(_prefixed("user_id", i))
+            lab = lab.with_columns(_prefixed("user_id", i))
         events.append(ev)
         users.append(us)
         labels.append(lab)
     pl.concat(events).write_parquet(folder / "events.parquet")
     pl.concat(users).write_parquet(folder / "users.parquet")
     pl.concat(labels).write_parquet(folder / "labels.parquet")
+
+
+def _prefixed(column: str, chunk: int) -> pl.Expr:
+    return (pl.lit(f"S{chunk:03d}-") + pl.col(column)).alias(column)
 
 
 def _ratio(a: float, b: float) -> float:

@@ -309,6 +309,10 @@ def test_predict_records_the_stage_timings_the_latency_section_reads(
     config = SegmenterConfig(k=3, umap_dims=0, pca_dims=8)
     model = Segmenter(config, encoder=HashingEncoder(64), progress=False).fit(small_data)
     fit_timings = dict(model.timings_)
+    # the scale benchmark's memory by stage: one peak per fit stage, never decreasing
+    assert list(model.peak_rss_mb_) == list(fit_timings)
+    peaks = list(model.peak_rss_mb_.values())
+    assert peaks[0] > 0 and peaks == sorted(peaks)
     events, users = one_customer_frames(1, seed=3)[0]
     start = time.perf_counter()
     recorded = assign_one(model, events, users)
