@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.context import DEFAULT_ENCODER_SPEC, BenchContext
+from benchmarks.context import DEFAULT_ENCODER_SPEC, REPO_ROOT, BenchContext
 from segmenter.data import load_events
 from segmenter.model import Segmenter
 from segmenter.synthetic import generate
@@ -79,6 +79,19 @@ def batch_throughput(
         seconds.append(time.perf_counter() - start)
     median = float(np.median(seconds))
     return {"batch": len(frames), "seconds": seconds, "customers_per_second": len(frames) / median}
+
+
+def run_latency_section(ctx: BenchContext) -> dict[str, Any]:
+    """``--section latency``: the model is fitted on the shipped sample (3,000 customers)."""
+    from segmenter.config import SegmenterConfig
+
+    sample = REPO_ROOT / "sample_data"
+    data = load_events(
+        sample / "events.parquet", users=sample / "users.parquet", items=sample / "items.parquet"
+    )
+    config = SegmenterConfig(k=8, seed=ctx.seed)
+    model = Segmenter(config, encoder=ctx.encoder, cache=ctx.cache, progress=ctx.progress)
+    return run_latency(ctx, model.fit(data))
 
 
 def run_latency(ctx: BenchContext, model: Segmenter) -> dict[str, Any]:
