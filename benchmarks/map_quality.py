@@ -43,7 +43,7 @@ def compare(X: np.ndarray, segments: np.ndarray, seed: int) -> dict[str, Any]:
     for engine in ("umap-learn", "numpy"):
         reducer = Reducer(
             pca_dims=0, umap_dims=2, min_dist=0.1, sample_size=len(X), random_state=seed,
-            engine=engine,  # type: ignore[arg-type]
+            engine=engine,
         )  # fmt: skip
         start = time.perf_counter()
         Y = reducer.fit_transform(X)
