@@ -93,3 +93,21 @@ def test_kmeans_centroids_find_the_blobs() -> None:
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(groups, labels) >= 0.99
+
+
+def test_restarts_on_a_sample_then_all_points_still_find_the_blobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmenter.cluster import kmeans
+
+    X, groups = _blobs()
+    monkeypatch.setattr(kmeans, "RESTART_SAMPLE", 150)  # 400 points: restarts on 150 of them
+    centres = kmeans.kmeans_centroids(X, 5, np.ones(len(X)), n_restarts=4, random_state=0)
+    assert centres.shape == (5, X.shape[1])
+    labels = faiss.knn(X, centres, 1)[1][:, 0]
+    assert adjusted_rand_score(groups, labels) >= 0.99
+    # seeded: the same sample and the same centres
+    again = kmeans.kmeans_centroids(X, 5, np.ones(len(X)), n_restarts=4, random_state=0)
+    assert np.array_equal(centres, again)
