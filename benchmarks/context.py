@@ -65,8 +65,10 @@ class Sizes:
 
 SIZES: dict[str, Sizes] = {
     "smoke": Sizes(120, (2, 3), 160, 120, (150,), 40, 2, 5, 2, False),
-    "quick": Sizes(None, (4, 8, 12), 10_000, None, (10_000,), 600, 3, 200, 0, False),
-    "full": Sizes(None, (4, 8, 12), 10_000, None, (10_000, 100_000), 3_000, 3, 200, 99, True),
+    "quick": Sizes(None, (4, 8, 12), 10_000, None, (5_000, 10_000), 600, 3, 200, 0, False),
+    "full": Sizes(
+        None, (4, 8, 12), 10_000, None, (5_000, 10_000, 100_000), 3_000, 3, 200, 99, True
+    ),
 }
 
 

@@ -37,3 +37,9 @@ class HashingEncoder:
                 out[i, h % self.dim] += 1.0 if h & 1 << 31 else -1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1.0)
+
+
+def hashing_384() -> HashingEncoder:
+    """A :class:`HashingEncoder` as wide as all-MiniLM-L6-v2 (384), for the scale run of the
+    stages around the encoder: ``--encoder benchmarks.fake:hashing_384``."""
+    return HashingEncoder(384)

@@ -272,6 +272,10 @@ def render(result: dict[str, Any]) -> str:
     lines += render_machine(result)
     if result.get("only"):  # a run of some sections: only their tables
         lines += render_balance(sec.get("balance"))
+        if "speed" in sec:
+            lines += render_speed(sec["speed"])
+        if "latency" in sec:
+            lines += render_latency(sec["latency"])
         return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))

@@ -14,7 +14,7 @@ from benchmarks.balance import run_balance
 from benchmarks.classification import run_classification_benchmark
 from benchmarks.context import BenchContext, machine
 from benchmarks.deep import run_deep_benchmark
-from benchmarks.latency import run_latency
+from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
@@ -37,6 +37,8 @@ EXTRAS: dict[str, Extra] = {
 Section = Callable[[BenchContext, EventData | None], dict[str, Any]]
 SECTIONS: dict[str, Section] = {
     "balance": lambda ctx, data: run_balance(ctx, retail_data=data),
+    "speed": lambda ctx, data: run_speed(ctx),
+    "latency": lambda ctx, data: run_latency_section(ctx),
 }
 
 

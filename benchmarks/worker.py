@@ -3,11 +3,12 @@
     python -m benchmarks.worker '{"chain": "ours", "folder": "DIR", ...}' result.json
 
 ``chain`` is ``"ours"``: load ``DIR/events.parquet`` and ``DIR/users.parquet``, fit the default
-:class:`~segmenter.model.Segmenter` with an empty embedding cache, time the HDBSCAN variant's
-clustering stage on the same reduction, re-run the cached stages with 1% of customers changed,
-and write the documents to ``DIR/documents.parquet``. Or ``"naive"``: the chain a practitioner
-writes on those same documents: ``SentenceTransformer(path).encode`` ->
-``umap.UMAP(n_components=10)`` -> ``sklearn.cluster.KMeans`` and -> ``hdbscan.HDBSCAN``.
+:class:`~segmenter.model.Segmenter` (k = 8) with an empty embedding cache, then re-run the
+cached stages with 1% of customers changed. Or ``"naive"``: the chain a practitioner writes
+in a notebook on the same events: each customer's most-bought item names joined into one
+string -> ``SentenceTransformer(path).encode`` -> ``sklearn.cluster.KMeans(n_clusters=8,
+n_init=10)``. Both report the adjusted Rand index of their segments against the planted
+archetypes in ``DIR/labels.parquet`` (user_id, segment).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHANGED_SHARE = 0.01
+#: segments of both chains (the naive chain's ``KMeans(n_clusters=8)``)
+K = 8
 
 
 def rss_mib() -> float:
@@ -88,11 +91,9 @@ def changed_events(events: pl.DataFrame, share: float, seed: int) -> tuple[pl.Da
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """Our pipeline on ``spec["folder"]``; per-stage seconds and the cache re-run."""
     from benchmarks.context import load_encoder
-    from segmenter.cluster import DensityClusterer
     from segmenter.config import SegmenterConfig
     from segmenter.data import EventData, load_events
     from segmenter.embed import EmbeddingCache, embed_documents
-    from segmenter.errors import SegmenterError
     from segmenter.model import Segmenter
 
     folder = Path(spec["folder"])
@@ -100,21 +101,14 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     data = load_events(folder / "events.parquet", users=folder / "users.parquet")
     load_seconds = time.perf_counter() - start
     rss_data = rss_mib()
-    config = SegmenterConfig(seed=spec["seed"], batch_size=spec.get("batch_size", 64))
+    config = SegmenterConfig(k=K, seed=spec["seed"], batch_size=spec.get("batch_size", 64))
     encoder = load_encoder(spec["encoder"], batch_size=config.batch_size)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         cache = EmbeddingCache(tmp)
         start = time.perf_counter()
         model = Segmenter(config, encoder=encoder, cache=cache, progress=False).fit(data)
         total = time.perf_counter() - start
-        model.documents_.select("user_id", "document").write_parquet(folder / "documents.parquet")
-        start = time.perf_counter()
-        hdbscan_error = None
-        try:
-            DensityClusterer(min_cluster_size=config.min_cluster_size).fit(model.reduced_)
-        except SegmenterError as exc:  # no dense segment (tiny smoke inputs); still timed
-            hdbscan_error = str(exc)
-        hdbscan_seconds = time.perf_counter() - start
+        ari = planted_ari(folder, model.assignments_["user_id"], model.assignments_["segment"])
         events, n_changed = changed_events(data.events, CHANGED_SHARE, spec["seed"])
         cold_docs = model.timings_["features"] + model.timings_["documents"]
         docs, t_feat, t_docs = _documents(EventData(events, data.users), config.max_tokens)
@@ -126,9 +120,10 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "chain": "ours",
         "stages": dict(model.timings_),
+        "stage_peak_rss_mb": dict(model.peak_rss_mb_),
         "fit_seconds": total,
-        "hdbscan_cluster_seconds": hdbscan_seconds,
-        "hdbscan_error": hdbscan_error,
+        "chain_seconds": load_seconds + total,
+        "ari": ari,
         "load_seconds": load_seconds,
         "rss_after_data_mib": rss_data,
         "cache_rerun": {
@@ -144,18 +139,22 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
-    """The naive library chain on the documents ours wrote to ``spec["folder"]``."""
-    import hdbscan
-    import umap
+    """The naive chain on the same events: item lists -> encode -> sklearn k-means."""
     from sklearn.cluster import KMeans
 
+    from benchmarks.baselines import item_key, plain_texts
     from benchmarks.context import DEFAULT_ENCODER_SPEC, load_encoder
 
+    folder = Path(spec["folder"])
     start = time.perf_counter()
-    docs = pl.read_parquet(Path(spec["folder"]) / "documents.parquet")["document"].to_list()
+    events = pl.read_parquet(folder / "events.parquet")
     load_seconds = time.perf_counter() - start
     rss_data = rss_mib()
     stages: dict[str, float] = {}
+    start = time.perf_counter()
+    customers = events["user_id"].unique().sort()
+    docs = plain_texts(events, customers.to_list(), item_key(events) or "item_id")
+    stages["documents"] = time.perf_counter() - start
     start = time.perf_counter()
     if spec["encoder"] == DEFAULT_ENCODER_SPEC:
         from sentence_transformers import SentenceTransformer
@@ -168,23 +167,30 @@ def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
         emb = load_encoder(spec["encoder"]).encode(docs)
     stages["embed"] = time.perf_counter() - start
     start = time.perf_counter()
-    reduced = umap.UMAP(n_components=10).fit_transform(emb)
-    stages["reduce"] = time.perf_counter() - start
-    start = time.perf_counter()
-    KMeans(n_clusters=8).fit_predict(reduced)
+    labels = KMeans(n_clusters=K, n_init=10, random_state=spec["seed"]).fit_predict(emb)
     stages["cluster"] = time.perf_counter() - start
-    start = time.perf_counter()
-    size = max(10, len(docs) // 100)  # the same smallest segment as our HDBSCAN variant
-    hdbscan.HDBSCAN(min_cluster_size=size).fit_predict(reduced)
-    hdbscan_seconds = time.perf_counter() - start
+    fit = sum(stages.values())
     return {
         "chain": "naive",
         "stages": {k: round(v, 3) for k, v in stages.items()},
-        "fit_seconds": sum(stages.values()),
-        "hdbscan_cluster_seconds": hdbscan_seconds,
+        "fit_seconds": fit,
+        "chain_seconds": load_seconds + fit,
+        "ari": planted_ari(folder, customers, pl.Series(labels)),
         "load_seconds": load_seconds,
         "rss_after_data_mib": rss_data,
     }
+
+
+def planted_ari(folder: Path, user_id: pl.Series, segment: pl.Series) -> float | None:
+    """ARI of ``segment`` against ``folder/labels.parquet`` (None when the file is absent)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    path = folder / "labels.parquet"
+    if not path.is_file():
+        return None
+    found = pl.DataFrame({"user_id": user_id.cast(pl.String), "found": segment})
+    joined = found.join(pl.read_parquet(path), on="user_id", how="inner")
+    return float(adjusted_rand_score(joined["segment"], joined["found"]))
 
 
 def main(argv: list[str]) -> int:

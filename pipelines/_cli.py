@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 
 
+def passive_threads() -> None:
+    """``OMP_WAIT_POLICY=PASSIVE`` unless the caller set it, before torch, faiss or numba start
+    OpenMP: idle threads that spin make every stage several times slower when other jobs share
+    the cores (FAISS k-means on a few thousand customers: 40x, see BENCHMARKS.md)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def configure_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -90,6 +97,7 @@ def run_cli(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse, configure logging, run; a :class:`SegmenterError` becomes one line and exit 2."""
+    passive_threads()
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "quiet", False))
     try:

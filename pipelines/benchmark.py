@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--section",
         action="append",
         default=None,
-        help="run only this section (repeatable; 'balance'); the suite sets its sizes",
+        help="run only this section (repeatable: balance, speed, latency); suite sizes",
     )
     p.add_argument("--seed", type=int, default=0, help="seed; stability compares it with +1")
     p.add_argument("--out", default=None, help=f"results folder (default: {DEFAULT_OUT})")

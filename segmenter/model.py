@@ -40,6 +40,16 @@ SEGMENT_STATE = (
 )  # fmt: skip
 #: value tiers of the ``value_tier`` column (fewer when k is smaller)
 VALUE_TIERS = 4
+#: the report's 2-D map is fitted on at most this many customers (seeded sample); the others
+#: are placed by their nearest fitted neighbours, as new customers are
+MAP_SAMPLE = 5_000
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (``ru_maxrss``: KiB on Linux)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1.024 / 1e3, 1)
 
 
 class Segmenter:
@@ -84,6 +94,7 @@ class Segmenter:
         seconds = time.perf_counter() - start
         if timings is None:
             self.timings_[name] = round(self.timings_.get(name, 0.0) + seconds, 3)
+            self.peak_rss_mb_[name] = peak_rss_mb()
         else:
             timings[name] = timings.get(name, 0.0) + seconds
         logger.log(level, "stage %s done in %.1fs", name, seconds)
@@ -106,10 +117,12 @@ class Segmenter:
         Fitted attributes: ``assignments_`` (one row per customer), ``recipe_`` (events ->
         features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims:
         the space the segments live in), ``k_``, ``k_curve_``, ``balance_`` (the value tiers
-        and how they were chosen), ``quality_``, ``timings_``, ``embedding_stats_``.
+        and how they were chosen), ``quality_``, ``timings_``, ``peak_rss_mb_`` (the process's
+        peak resident memory at the end of each stage, MB), ``embedding_stats_``.
         """
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
+        self.peak_rss_mb_: dict[str, float] = {}
         n_users = data.n_users
         if cfg.method == "kmeans" and cfg.k != "auto":
             check_enough(n_users, int(cfg.k))
@@ -265,7 +278,8 @@ class Segmenter:
         with self._stage("map"):
             self.map_ = Reducer(
                 pca_dims=0, umap_dims=2, n_neighbors=cfg.umap_neighbors, min_dist=0.1,
-                sample_size=cfg.umap_sample, random_state=cfg.seed,
+                sample_size=min(cfg.umap_sample, MAP_SAMPLE), random_state=cfg.seed,
+                engine="numpy",
             )  # fmt: skip
             coords = self.map_.fit_transform(shown) if shown.shape[1] > 2 else shown[:, :2]
         return Segmented(reduced, coords, labels, confidence, distance)

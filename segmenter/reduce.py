@@ -1,5 +1,8 @@
 """Dimensionality reduction: optional PCA, then UMAP (seeded), fitted on a sample when large.
 
+UMAP comes from umap-learn, or for a 2-D map from :func:`segmenter.layout.layout` (the same
+graph and objective in numpy, with no numba compilation in each fresh process).
+
 Everything a fitted :class:`Reducer` needs to place new points is plain arrays: PCA's mean and
 components, and for UMAP the training points in its input space with their fitted coordinates.
 A new point's UMAP coordinates are the distance-weighted average of its nearest training
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -90,6 +93,8 @@ class Reducer:
         their nearest neighbours among them.
     random_state : int
         Seed of the PCA solver, the sample and UMAP.
+    engine : {"umap-learn", "numpy"}
+        Who fits UMAP: umap-learn, or :func:`segmenter.layout.layout` (``umap_dims=2`` only).
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class Reducer:
         min_dist: float = 0.0,
         sample_size: int = 50_000,
         random_state: int = 0,
+        engine: Literal["umap-learn", "numpy"] = "umap-learn",
     ) -> None:
         self.pca_dims = pca_dims
         self.umap_dims = umap_dims
@@ -108,6 +114,7 @@ class Reducer:
         self.min_dist = min_dist
         self.sample_size = sample_size
         self.random_state = random_state
+        self.engine = engine
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         """Fit on ``X`` of shape (n_users, dim) and return the reduced training points."""
@@ -118,6 +125,10 @@ class Reducer:
             raise SegmenterError(f"n_samples={n} should be >= 3 to reduce dimensions")
         if self.umap_dims and self.sample_size < 3:
             raise SegmenterError(f"sample_size={self.sample_size} should be >= 3")
+        if self.engine not in ("umap-learn", "numpy"):
+            raise SegmenterError(f"engine={self.engine!r} should be 'umap-learn' or 'numpy'")
+        if self.engine == "numpy" and self.umap_dims not in (0, 2):
+            raise SegmenterError(f"umap_dims={self.umap_dims} should be 2 with engine='numpy'")
         self.n_fit_ = n
         self.pca_mean_: np.ndarray | None = None
         self.pca_components_: np.ndarray | None = None
@@ -148,10 +159,7 @@ class Reducer:
             self.sampled_ = True
             idx = np.sort(rng.choice(n, size=self.sample_size, replace=False))
             logger.info("UMAP fitted on a sample of %d of %d points", self.sample_size, n)
-        umap = _umap(self.umap_dims, self.n_neighbors, self.min_dist, self.random_state, len(idx))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*n_jobs.*")
-            coords = np.asarray(umap.fit_transform(Z[idx]), dtype=np.float32)
+        coords = self._fit_coords(Z[idx])
         # as many neighbours as UMAP's own neighbourhood (measured: agreement with umap-learn's
         # transform is highest at 10-15 neighbours, lower at 1-5 or 30)
         k = max(1, min(self.n_neighbors, len(idx)))
@@ -161,6 +169,19 @@ class Reducer:
         out = self.umap_.transform(anchors)
         out[idx] = coords
         return out
+
+    def _fit_coords(self, Z: np.ndarray) -> np.ndarray:
+        if self.engine == "numpy":
+            from segmenter.layout import layout
+
+            return layout(
+                Z, n_neighbors=max(2, min(self.n_neighbors, len(Z))), min_dist=self.min_dist,
+                random_state=self.random_state,
+            )  # fmt: skip
+        umap = _umap(self.umap_dims, self.n_neighbors, self.min_dist, self.random_state, len(Z))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            return np.asarray(umap.fit_transform(Z), dtype=np.float32)
 
     def pca_transform(self, X: np.ndarray) -> np.ndarray:
         """PCA coordinates of ``X`` (n, dim): shape (n, pca components), float32.
@@ -190,6 +211,7 @@ class Reducer:
             "min_dist": self.min_dist,
             "sample_size": self.sample_size,
             "random_state": self.random_state,
+            "engine": self.engine,
             "n_fit": getattr(self, "n_fit_", None),  # None: never fitted (a map not drawn)
             "sampled": getattr(self, "sampled_", False),
         }
@@ -213,6 +235,7 @@ class Reducer:
             min_dist=float(params["min_dist"]),
             sample_size=int(params["sample_size"]),
             random_state=int(params["random_state"]),
+            engine=params.get("engine", "umap-learn"),  # folders saved before it was a choice
         )
         if params["n_fit"] is None:
             return self

@@ -265,5 +265,5 @@ def test_cli_rejects_an_unknown_section(capsys: pytest.CaptureFixture[str]) -> N
     assert run_cli(benchmark.build_parser(), benchmark.main, argv) == 2
     err = capsys.readouterr().err
     assert (
-        "--section: 'nope' is not one of ['balance']" in err and len(err.strip().splitlines()) == 1
+        "--section: 'nope' is not one of ['balance'," in err and len(err.strip().splitlines()) == 1
     )

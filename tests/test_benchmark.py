@@ -193,22 +193,23 @@ def test_encoder_overhead_alternates(ctx: BenchContext) -> None:
 def test_compare_chains_ratios() -> None:
     ours = {
         "stages": {"embed": 10.0, "reduce": 4.0, "cluster": 1.0, "features": 1.0},
-        "fit_seconds": 16.0,
-        "hdbscan_cluster_seconds": 2.0,
+        "chain_seconds": 16.0,
         "peak_rss_mib": 100.0,
+        "ari": 0.9,
     }
     naive = {
-        "stages": {"embed": 10.0, "reduce": 8.0, "cluster": 2.0},
-        "fit_seconds": 20.0,
-        "hdbscan_cluster_seconds": 4.0,
+        "stages": {"documents": 1.0, "embed": 10.0, "cluster": 10.0},
+        "chain_seconds": 20.0,
         "peak_rss_mib": 200.0,
+        "ari": 0.8,
     }
     q = compare_chains(ours, naive)
     assert q["kmeans_chain"] == pytest.approx(0.8)
-    assert q["hdbscan_chain"] == pytest.approx(17 / 22)
-    assert q["shared_stages"] == pytest.approx(15 / 20)
-    assert q["per_stage"]["reduce"] == pytest.approx(0.5)
+    assert q["shared_stages"] == pytest.approx(11 / 20)
+    assert q["per_stage"]["cluster"] == pytest.approx(0.1)
     assert q["peak_rss"] == pytest.approx(0.5)
+    assert q["ari_gain"] == pytest.approx(0.1)
+    assert compare_chains({**ours, "ari": None}, naive)["ari_gain"] is None
 
 
 def test_cold_cache_ignores_old_vectors_but_fills_the_shared_folder(tmp_path: Path) -> None:
@@ -308,6 +309,10 @@ def test_predict_records_the_stage_timings_the_latency_section_reads(
     config = SegmenterConfig(k=3, umap_dims=0, pca_dims=8)
     model = Segmenter(config, encoder=HashingEncoder(64), progress=False).fit(small_data)
     fit_timings = dict(model.timings_)
+    # the scale benchmark's memory by stage: one peak per fit stage, never decreasing
+    assert list(model.peak_rss_mb_) == list(fit_timings)
+    peaks = list(model.peak_rss_mb_.values())
+    assert peaks[0] > 0 and peaks == sorted(peaks)
     events, users = one_customer_frames(1, seed=3)[0]
     start = time.perf_counter()
     recorded = assign_one(model, events, users)
@@ -380,6 +385,7 @@ def test_smoke_suite_runs_every_section(
     speed = sec["speed"]["sizes"][0]
     assert speed["n"] == 150 and speed["ours"]["peak_rss_mib"] > 0
     assert speed["ours"]["cache_rerun"]["encoded"] >= 1
+    assert -1 <= speed["ours"]["ari"] <= 1 and -1 <= speed["naive"]["ari"] <= 1
     assert len(sec["sweep"]["rows"]) == 2
     text = render(json.loads(json.dumps(result, default=str)))
     assert "Online Retail" in text and "Speed and memory" in text

@@ -152,3 +152,16 @@ def test_assign_refuses_a_folder_that_is_not_a_model(workdir: Path) -> None:
     assert proc.returncode == 2
     assert "is not a segmenter model" in proc.stderr
     assert not (workdir / "x.parquet").exists()
+
+
+def test_commands_set_passive_openmp_threads_unless_the_caller_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipelines._cli import passive_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    passive_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    passive_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

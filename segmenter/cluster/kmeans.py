@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,29 @@ import numpy as np
 from segmenter.checks import at_least, check_enough, check_k
 
 logger = logging.getLogger(__name__)
+
+#: below this many points FAISS runs on one thread: its per-iteration barrier costs more than
+#: a second thread gains, and far more when other jobs share the cores (BENCHMARKS.md, wave 2)
+ONE_THREAD_POINTS = 20_000
+#: above this many points the restarts run on a seeded sample of this size, and one run on all
+#: points starts from the best of them: restarts on 100,000 customers dominated a fit
+RESTART_SAMPLE = 20_000
+
+
+@contextlib.contextmanager
+def faiss_threads(n_points: int) -> Iterator[None]:
+    """One FAISS thread for small inputs (fewer than :data:`ONE_THREAD_POINTS`), restored after."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    if n_points >= ONE_THREAD_POINTS or before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def faiss_has_gpu() -> bool:
@@ -26,7 +51,8 @@ def nearest(X: np.ndarray, centroids: np.ndarray, k: int = 2) -> tuple[np.ndarra
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     k = min(k, len(centroids))
-    dist, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), k)
+    with faiss_threads(len(X)):
+        dist, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), k)
     return np.maximum(dist, 0.0), idx
 
 
@@ -50,6 +76,9 @@ def kmeans_centroids(
 ) -> np.ndarray:
     """Centres of (weighted) k-means++ with ``n_restarts`` runs, the lowest objective kept.
 
+    Above :data:`RESTART_SAMPLE` points the restarts run on a seeded sample and one run on all
+    points starts from the best sample centres.
+
     Parameters
     ----------
     X : ndarray of shape (n_points, dims)
@@ -64,6 +93,16 @@ def kmeans_centroids(
     import faiss
 
     X = np.ascontiguousarray(X, dtype=np.float32)
+    w = None if weights is None else np.ascontiguousarray(weights, np.float32)
+    init = None
+    if n_restarts > 1 and len(X) > RESTART_SAMPLE:
+        rng = np.random.default_rng(random_state)
+        idx = np.sort(rng.choice(len(X), size=RESTART_SAMPLE, replace=False))
+        init = kmeans_centroids(
+            X[idx], k, None if w is None else w[idx],
+            n_restarts=n_restarts, n_iter=n_iter, random_state=random_state, gpu=gpu,
+        )  # fmt: skip
+        n_restarts = 1
     km = faiss.Kmeans(
         X.shape[1],
         int(k),
@@ -77,7 +116,8 @@ def kmeans_centroids(
         gpu=bool(gpu),
         verbose=False,
     )
-    km.train(X, weights=None if weights is None else np.ascontiguousarray(weights, np.float32))
+    with faiss_threads(len(X)):
+        km.train(X, weights=w, init_centroids=init)
     return np.asarray(km.centroids, dtype=np.float32)
 
 
