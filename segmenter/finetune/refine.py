@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from segmenter.errors import SegmenterError
+from segmenter.finetune.acceptance import Acceptance
 from segmenter.finetune.encoder import FinetunedEncoder
 from segmenter.finetune.lora import add_lora
 from segmenter.finetune.objectives import (
@@ -88,6 +89,9 @@ class Refinement:
         healthy, seconds, and what the callback added.
     best_step : int
         Step whose weights were kept (0 = the starting weights).
+    verdict : dict or None
+        With held-out customers: the acceptance rule's verdict of the kept weights
+        (:meth:`~segmenter.finetune.acceptance.Acceptance.judge`); at step 0 it accepts them.
     collapsed : bool
         True when the collapse guard restored an earlier checkpoint.
     centres : ndarray of shape (k, dim)
@@ -103,6 +107,7 @@ class Refinement:
     centres: np.ndarray
     options: DeepOptions
     seed: int
+    verdict: dict[str, Any] | None = None
 
     def report(self) -> dict[str, Any]:
         """JSON-ready summary (run.json's ``deep`` section)."""
@@ -111,6 +116,7 @@ class Refinement:
             "seed": self.seed,
             "best_step": self.best_step,
             "collapse_guard_triggered": self.collapsed,
+            "acceptance": self.verdict,
             "history": self.history,
         }
 
@@ -125,6 +131,7 @@ def refine_encoder(
     base_identity: str = "",
     space: np.ndarray | None = None,
     callback: Callback | None = None,
+    held_out: tuple[Sequence[str], Acceptance] | None = None,
     progress: bool = True,
 ) -> Refinement:
     """Train a copy of ``st`` (a SentenceTransformer) starting from segments ``labels``.
@@ -152,6 +159,11 @@ def refine_encoder(
         ``callback(step, eval_index, assignments, embeddings)`` is called at every check with
         the evaluation sample's positions among the kept texts, their current segments and
         their current pooled embeddings; what it returns is added to that step's record.
+    held_out : (texts, Acceptance), optional
+        Customers kept out of training and the rule fitted on their frozen space: each check
+        is judged on them, the best accepted check is kept (none: the starting weights) and
+        training stops at the first check the rule rejects. Default: keep the check with the
+        highest cosine silhouette of the evaluation sample.
     progress : bool
         tqdm bar over training steps.
     """
@@ -171,7 +183,7 @@ def refine_encoder(
     with seeded(seed, st.device):
         return _train(
             st, texts, labels, k, options, seed=seed, base_identity=base_identity,
-            space=space, callback=callback, progress=progress,
+            space=space, callback=callback, held_out=held_out, progress=progress,
         )  # fmt: skip
 
 
@@ -186,6 +198,7 @@ def _train(
     base_identity: str,
     space: np.ndarray | None,
     callback: Callback | None,
+    held_out: tuple[Sequence[str], Acceptance] | None,
     progress: bool,
 ) -> Refinement:
     import torch
@@ -223,8 +236,9 @@ def _train(
     prev = labels[eval_idx]
     # collapse is judged against the start: k-means on real data is rarely balanced
     share0, entropy0 = health(prev, k)
-    best = (_silhouette(z0[eval_idx], prev), 0, copy.deepcopy(model.state_dict()),
-            head.detach().clone())  # fmt: skip
+    verdict = _judge(model, held_out, options)
+    start = _silhouette(z0[eval_idx], prev) if verdict is None else verdict["score"]
+    best = (start, 0, copy.deepcopy(model.state_dict()), head.detach().clone(), verdict)
     history: list[dict[str, float]] = []
     collapsed = False
     started = time.perf_counter()
@@ -287,9 +301,17 @@ def _train(
                 "deep clustering: collapse guard at step %d; restoring step %d", step, best[1]
             )
             break
-        score = _silhouette(z_eval, now)
+        verdict = _judge(model, held_out, options)
+        if verdict is not None:
+            record.update({f"held_out_{n}": v for n, v in verdict.items() if n != "accepted"})
+            record["held_out_accepted"] = verdict["accepted"]
+            if not verdict["accepted"]:
+                logger.info("deep clustering: step %d rejected (%s); stopping at step %d",
+                            step, verdict["rejected_because"], best[1])  # fmt: skip
+                break
+        score = _silhouette(z_eval, now) if verdict is None else verdict["score"]
         if score >= best[0]:
-            best = (score, step, copy.deepcopy(model.state_dict()), head.detach().clone())
+            best = (score, step, copy.deepcopy(model.state_dict()), head.detach().clone(), verdict)
         calm = calm + 1 if changed < options.tol else 0
         if calm >= options.patience:
             logger.info("deep clustering converged at step %d", step)
@@ -306,7 +328,18 @@ def _train(
         centres=best[3].cpu().numpy(),
         options=options,
         seed=seed,
+        verdict=best[4],
     )
+
+
+def _judge(
+    model: Any, held_out: tuple[Sequence[str], Acceptance] | None, options: DeepOptions
+) -> dict[str, Any] | None:
+    """The acceptance rule's verdict of the current weights on the held-out customers."""
+    if held_out is None:
+        return None
+    texts, acceptance = held_out
+    return acceptance.judge(_pooled(model, texts, options))
 
 
 def _forward(model: Any, texts: list[str], options: DeepOptions) -> Any:
@@ -361,6 +394,8 @@ class EncoderRefiner:
     best_step_ : int
     collapsed_ : bool
         True when the collapse guard restored an earlier checkpoint.
+    verdict_ : dict or None
+        The acceptance rule's verdict of the kept weights (with ``held_out``).
     cluster_centers_ : ndarray of shape (k, dim)
     """
 
@@ -380,13 +415,15 @@ class EncoderRefiner:
         base_identity: str = "",
         space: np.ndarray | None = None,
         callback: Callback | None = None,
+        held_out: tuple[Sequence[str], Acceptance] | None = None,
     ) -> EncoderRefiner:
         """Refine a copy of ``st`` from segments ``labels`` (see :func:`refine_encoder`)."""
         options = (self.options or DeepOptions()).validate()
         result = refine_encoder(
             st, texts, labels, options, seed=self.seed, base_identity=base_identity,
-            space=space, callback=callback, progress=self.progress,
+            space=space, callback=callback, held_out=held_out, progress=self.progress,
         )  # fmt: skip
+        self.verdict_ = result.verdict
         self.encoder_ = result.encoder
         self.history_ = result.history
         self.best_step_ = result.best_step
