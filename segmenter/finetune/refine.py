@@ -31,12 +31,16 @@ capped in steps, checks every ``update_interval`` steps on a fixed evaluation sa
 assignments changed (stop after ``patience`` checks below ``tol``), and guards against
 collapse (small-segment share and assignment entropy, relative to the start): an unhealthy
 checkpoint restores the best healthy one (best = highest cosine silhouette on the evaluation
-sample). ``refresh`` re-estimates the centres on the evaluation sample at each check (a few
-Lloyd steps) instead of only learning them by gradient. Published reproductions of SCCL
+sample, or the acceptance rule's score on held-out customers). ``refresh`` re-estimates the
+centres on the evaluation sample at each check (a few Lloyd steps) instead of only learning
+them by gradient. Published reproductions of SCCL
 report that long training degrades results.
 
-Whether the refined segments are kept is the pipeline's decision
-(:class:`segmenter.model.Segmenter`, ``SegmenterConfig.deep_keep_behaviour``).
+With held-out customers (``held_out``), each check is judged instead by the label-free rule
+of :mod:`segmenter.finetune.acceptance`: the best accepted check is kept and training stops
+at the first check the rule rejects. Whether the refined segments are kept is the pipeline's
+decision (:class:`segmenter.model.Segmenter`: that rule on its held-out customers, and the
+behaviour separation where segments use behaviour, ``SegmenterConfig.deep_keep_behaviour``).
 """
 
 from __future__ import annotations
@@ -295,20 +299,20 @@ def _train(
         extra = "".join(f" {k} {v:.3f}" for k, v in record.items() if k not in known)
         logger.info("deep step %d: loss %.4f changed %.3f min share %.2f entropy %.2f%s",
                     step, mean[0], changed, min_share, entropy, extra)  # fmt: skip
+        verdict = _judge(model, held_out, options)  # recorded even where the guard fires
+        if verdict is not None:
+            record.update({f"held_out_{n}": v for n, v in verdict.items() if n != "accepted"})
+            record["held_out_accepted"] = verdict["accepted"]
         if not healthy:
             collapsed = True
             logger.warning(
                 "deep clustering: collapse guard at step %d; restoring step %d", step, best[1]
             )
             break
-        verdict = _judge(model, held_out, options)
-        if verdict is not None:
-            record.update({f"held_out_{n}": v for n, v in verdict.items() if n != "accepted"})
-            record["held_out_accepted"] = verdict["accepted"]
-            if not verdict["accepted"]:
-                logger.info("deep clustering: step %d rejected (%s); stopping at step %d",
-                            step, verdict["rejected_because"], best[1])  # fmt: skip
-                break
+        if verdict is not None and not verdict["accepted"]:
+            logger.info("deep clustering: step %d rejected (%s); stopping at step %d",
+                        step, verdict["rejected_because"], best[1])  # fmt: skip
+            break
         score = _silhouette(z_eval, now) if verdict is None else verdict["score"]
         if score >= best[0]:
             best = (score, step, copy.deepcopy(model.state_dict()), head.detach().clone(), verdict)
@@ -370,64 +374,3 @@ def _silhouette(z: np.ndarray, labels: np.ndarray) -> float:
     if len(np.unique(labels)) < 2:
         return -1.0
     return float(silhouette_score(z, labels, metric="cosine"))
-
-
-class EncoderRefiner:
-    """Refine a sentence-transformers encoder from frozen segments (:func:`refine_encoder`).
-
-    Parameters
-    ----------
-    options : DeepOptions, optional
-        Default ``DeepOptions()``; checked in :meth:`fit`.
-    seed : int
-        Seed of every random step.
-    progress : bool
-        tqdm bar over training steps.
-
-    Attributes
-    ----------
-    encoder_ : FinetunedEncoder
-    report_ : dict
-        options, seed, best_step, collapse_guard_triggered and the history of the checks
-        (see :class:`Refinement`).
-    history_ : list of dict
-    best_step_ : int
-    collapsed_ : bool
-        True when the collapse guard restored an earlier checkpoint.
-    verdict_ : dict or None
-        The acceptance rule's verdict of the kept weights (with ``held_out``).
-    cluster_centers_ : ndarray of shape (k, dim)
-    """
-
-    def __init__(
-        self, options: DeepOptions | None = None, *, seed: int = 0, progress: bool = True
-    ) -> None:
-        self.options = options
-        self.seed = seed
-        self.progress = progress
-
-    def fit(
-        self,
-        st: Any,
-        texts: Sequence[str],
-        labels: np.ndarray,
-        *,
-        base_identity: str = "",
-        space: np.ndarray | None = None,
-        callback: Callback | None = None,
-        held_out: tuple[Sequence[str], Acceptance] | None = None,
-    ) -> EncoderRefiner:
-        """Refine a copy of ``st`` from segments ``labels`` (see :func:`refine_encoder`)."""
-        options = (self.options or DeepOptions()).validate()
-        result = refine_encoder(
-            st, texts, labels, options, seed=self.seed, base_identity=base_identity,
-            space=space, callback=callback, held_out=held_out, progress=self.progress,
-        )  # fmt: skip
-        self.verdict_ = result.verdict
-        self.encoder_ = result.encoder
-        self.history_ = result.history
-        self.best_step_ = result.best_step
-        self.collapsed_ = result.collapsed
-        self.cluster_centers_ = result.centres
-        self.report_ = result.report()
-        return self
