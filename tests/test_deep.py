@@ -485,7 +485,7 @@ def _fitted(model: Segmenter) -> dict[str, object]:
 def test_text_only_fine_tuning_is_judged_on_held_out_customers(
     monkeypatch: pytest.MonkeyPatch, encoder: SentenceTransformerEncoder, scramble: bool
 ) -> None:
-    texts, truth = noisy_topics(150, seed=1)
+    texts, truth = noisy_topics(200, seed=1)
     data = _text_only_events(texts)
     tuned = _Tuned(encoder, scramble=scramble)
     seen: dict[str, object] = {}
@@ -508,12 +508,12 @@ def test_text_only_fine_tuning_is_judged_on_held_out_customers(
         return deep(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Segmenter, "_deep", snapshot)
-    cfg = SegmenterConfig(k=3, pca_dims=8, max_tokens=64, n_restarts=3)
+    cfg = SegmenterConfig(k=3, value_tiers=1, pca_dims=8, max_tokens=64, n_restarts=3)
     frozen = Segmenter(cfg, encoder=encoder, progress=False).fit(data)
     model = Segmenter(cfg.replace(deep=True), encoder=encoder, progress=False).fit(data)
     report = model.deep_report_
     # trained on the taste groups of 80% of the customers, judged on the other 20%
-    assert len(seen["texts"]) == 120 and report["held_out_customers"] == 30  # type: ignore[arg-type]
+    assert len(seen["texts"]) == 160 and report["held_out_customers"] == 40  # type: ignore[arg-type]
     held_texts, _ = seen["held_out"]  # type: ignore[misc]
     assert not set(held_texts) & set(seen["texts"])  # type: ignore[arg-type]
     assert report["behaviour_check"] is False  # no value tiers: behaviour has no say
