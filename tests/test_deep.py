@@ -111,6 +111,18 @@ def encoder() -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(show_progress=False)
 
 
+def _accept_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acceptance rule accepts every check, each later one with a higher score."""
+    seen: list[int] = []
+
+    def judge(self: Acceptance, tuned: np.ndarray) -> dict[str, object]:
+        seen.append(1)
+        return {"agreement": 1.0, "separation": 1.0, "stability": 0.0, "score": len(seen),
+                "accepted": True, "rejected_because": ""}  # fmt: skip
+
+    monkeypatch.setattr(Acceptance, "judge", judge)
+
+
 def test_training_improves_a_noisy_toy_over_its_kmeans_start(
     encoder: SentenceTransformerEncoder,
 ) -> None:
@@ -150,7 +162,10 @@ def test_collapse_guard_restores_the_start(encoder: SentenceTransformerEncoder) 
     assert np.allclose(same, encoder.encode(texts[:2]), atol=1e-5)
 
 
-def test_deep_segmenter_saves_and_reloads_its_encoder(tmp_path: Path) -> None:
+def test_deep_segmenter_saves_and_reloads_its_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _accept_everything(monkeypatch)  # keep the fine-tuned encoder whatever 4 steps do
     tables = generate(160, seed=4)
     data = load_events(tables["events"], users=tables["users"])
     cfg = SegmenterConfig(
@@ -367,18 +382,21 @@ def test_deep_segments_that_lose_the_behaviour_are_not_kept(
         started_from.append(st)
         return refine.Refinement(
             encoder=Scrambled(),  # type: ignore[arg-type]
-            history=[], best_step=0, collapsed=False, centres=np.zeros((4, 8)),
+            history=[], best_step=1, collapsed=False, centres=np.zeros((4, 8)),
             options=options, seed=0,
         )  # fmt: skip
 
     monkeypatch.setattr(refine, "refine_encoder", fake_refine)
+    _accept_everything(monkeypatch)  # what is judged here is the behaviour check alone
     tables = generate(200, seed=5)
     data = load_events(tables["events"], users=tables["users"])
-    cfg = SegmenterConfig(k="auto", umap_dims=0, pca_dims=8, max_tokens=64, feature_weight=1.0)
+    cfg = SegmenterConfig(k="auto", value_tiers=2, umap_dims=0, pca_dims=8, max_tokens=64,
+                          feature_weight=1.0)  # fmt: skip
     frozen = Segmenter(cfg, progress=False).fit(data)
     model = Segmenter(cfg.replace(deep=True), progress=False).fit(data)
     report = model.deep_report_
-    assert report["accepted"] is False
+    assert report["accepted"] is False and report["behaviour_check"] is True
+    assert "explain less of the behaviour features" in report["rejected_because"]
     separation = report["behaviour_separation"]
     assert separation["deep"] < 0.8 * separation["frozen"]
     # everything is the frozen model's: segments, chosen k, encoder, what predict and save give
