@@ -11,8 +11,9 @@ amounts_ids     8 values   no names, no categories, no order ids: amounts, quant
                            and item ids; truth = 8 value archetypes (spend x frequency x
                            lapse); 4 item-id tastes vary independently of the truth
 amounts_only    8 values   the same without item ids (taste cannot be scored)
-sparse          8 = 2 x 4  1-3 orders per customer before the cut-off, most buy once; one-time
-                           / returning value x 4 tastes
+sparse          8 = 2 x 4  few orders per customer before the cut-off (at rates so low that two
+                           in three buy once and few buy more than 3 times); one-time /
+                           returning value x 4 tastes
 =============== ========== ==================================================================
 """
 
@@ -237,7 +238,8 @@ def amounts_only(seed: int) -> Shop:
 
 
 def sparse(seed: int) -> Shop:
-    """Shape (d): 1-3 orders before the cut-off, most customers buy once."""
+    """Shape (d): few orders at low rates, most customers buy once (no cap: a rare buyer's
+    orders spread over the time they are active, as in a real shop)."""
     tastes = (
         ("tech", ("Electronics", "Gaming")),
         ("fashion", ("Fashion", "Shoes", "Beauty")),
@@ -245,8 +247,8 @@ def sparse(seed: int) -> Shop:
         ("culture", ("Books", "Music")),
     )
     values = (
-        Value("one-time", rate=0.05, lines=2, quantity=0.2, price=0.9, lapse=0.7, max_orders=1),
-        Value("returning", rate=0.5, lines=2.5, quantity=0.4, price=1.3, lapse=0.1, max_orders=3),
+        Value("one-time", rate=0.02, lines=2, quantity=0.2, price=0.9, lapse=0.7),
+        Value("returning", rate=0.15, lines=2.5, quantity=0.4, price=1.3, lapse=0.1),
     )
     return category_shop(
         "sparse",

@@ -53,8 +53,6 @@ class Value:
         Price multiplier of the lines.
     lapse : float
         Probability that the customer stops buying at a random day before the cut-off.
-    max_orders : int or None
-        Cap on the calibration-period orders (sparse shops); the future is not capped.
     """
 
     name: str
@@ -63,7 +61,6 @@ class Value:
     quantity: float
     price: float
     lapse: float
-    max_orders: int | None = None
 
 
 @dataclass(frozen=True)
@@ -192,8 +189,6 @@ def generate_shop(shop: Shop, n_customers: int, *, seed: int = 0) -> ShopData:
     day[heads] = first  # the first order opens the customer's history
     order = np.lexsort((day, o_user))
     o_user, day = o_user[order], day[order]
-    keep = _cap_calibration_orders(shop, o_user, day, cal, v_of)
-    o_user, day = o_user[keep], day[keep]
     hour = rng.normal(14.0, 3.0, o_user.size).clip(0, 23.9)
     ts = np.datetime64(START) + ((day.astype(np.int64) * 24 + hour) * 3600).astype("timedelta64[s]")
 
@@ -246,18 +241,6 @@ def generate_shop(shop: Shop, n_customers: int, *, seed: int = 0) -> ShopData:
         }
     )
     return ShopData(events, labels, shop.cutoff)
-
-
-def _cap_calibration_orders(
-    shop: Shop, o_user: np.ndarray, day: np.ndarray, cal: float, v_of: np.ndarray
-) -> np.ndarray:
-    """Mask of the orders kept: at most ``max_orders`` per customer before the cut-off."""
-    caps = np.array([v.max_orders or np.iinfo(np.int64).max for v in shop.values])[v_of]
-    before = day < cal
-    # rank of each calibration order within its customer (orders are sorted by user, day)
-    starts = np.r_[0, np.flatnonzero(np.diff(o_user)) + 1]
-    rank = np.arange(o_user.size) - np.repeat(starts, np.diff(np.r_[starts, o_user.size]))
-    return ~before | (rank < caps[o_user])
 
 
 def _line_items(

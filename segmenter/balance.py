@@ -16,7 +16,7 @@ B = min(value / RFM's value, taste / text's taste) of the benchmark, estimated i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 SPLIT_SHARE = 0.75
 #: Customers used to choose the tier count (a seeded sample beyond it).
 CHOICE_SAMPLE = 20_000
+#: Customers of the internal split whose value the choice checks: their documents as of the
+#: cut-off are encoded again, so the sample bounds that extra work.
+VALUE_SAMPLE = 3_000
 N_TOP = 50
 #: An axis counts only when its specialist beats chance by this factor (value: eta^2 of k
 #: random groups, (k-1)/(n-1)) or lift (taste: hit rate of the whole base's top items).
@@ -199,6 +202,21 @@ def value_check(events: pl.DataFrame, customers: list[str], behaviour_fn: Any) -
     )
 
 
+def sample_check(check: ValueCheck, n: int, seed: int) -> ValueCheck:
+    """At most ``n`` customers of the internal split, a seeded sample in their order (the
+    learned ``loading`` stays the one of every customer)."""
+    if len(check.rows) <= n:
+        return check
+    keep = np.sort(np.random.default_rng(seed).choice(len(check.rows), size=n, replace=False))
+    return replace(
+        check,
+        rows=check.rows[keep],
+        score=check.score[keep],
+        rfm=check.rfm[keep],
+        future=check.future[keep],
+    )
+
+
 def purchase_pairs(events: pl.DataFrame, customers: list[str]) -> np.ndarray:
     """Distinct (customer row, item code) purchases, ndarray of shape (n_pairs, 2), int64."""
     key = next((c for c in ("item_id", "item_name", "category") if c in events.columns), None)
@@ -246,6 +264,7 @@ def choose_tiers(
     *,
     pairs: np.ndarray,
     check: ValueCheck | None,
+    past_taste: np.ndarray | None = None,
     n_restarts: int = 10,
     random_state: int = 0,
 ) -> tuple[int, list[dict[str, float]]]:
@@ -263,6 +282,11 @@ def choose_tiers(
         :func:`purchase_pairs` (may be empty: taste is then the explained text spread).
     check : ValueCheck or None
         :func:`value_check` (None: value cannot be checked, so no tiers are spent on it).
+    past_taste : ndarray of shape (len(check.rows), dims), optional
+        Taste space of the check's customers from their documents as of its cut-off. The
+        value side of each tier count is scored with it, so that no segment is told by what a
+        customer bought after the cut-off (documents of the whole history are a leak: more
+        purchases later make a document longer). Default ``X[check.rows]``, leak included.
 
     Returns
     -------
@@ -304,7 +328,8 @@ def choose_tiers(
         by_taste = heldout_hit_rate(pairs_s, taste_labels[1], random_state=random_state)
         taste_on = by_taste > MIN_LIFT * everyone
     rows: list[dict[str, float]] = []
-    rows_x, rows_w = X[check.rows], weights[check.rows]
+    rows_x = X[check.rows] if past_taste is None else past_taste
+    rows_w = weights[check.rows]
     for t, labels in taste_labels.items():
         if not taste_on:
             taste = float("nan")

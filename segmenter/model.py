@@ -134,8 +134,13 @@ class Segmenter:
             check = segment.value_history(data.events, features)
             self.value_axis_ = ValueAxis(VALUE_TIERS).fit(features, check)
             score = self.value_axis_.transform(features)
-        behaviour = Behaviour(data.events, features, scaled, score, check)
-        segmented = self._segment(emb, behaviour)
+            past = None
+            if check is not None and cfg.method == "kmeans" and cfg.value_tiers == "auto":
+                past = segment.past_documents(
+                    self.recipe_, data.events, documents, data.users, check, cfg.seed
+                )
+        behaviour = Behaviour(data.events, features, scaled, score, check, past)
+        segmented = self._segment(emb, behaviour, encoder)
         if cfg.deep:
             segmented = self._deep(encoder, documents, emb, behaviour, segmented)
         reduced, labels = segmented.reduced, segmented.labels
@@ -200,7 +205,7 @@ class Segmenter:
         try:
             with self._stage("embed"):
                 tuned_emb, _ = embed_documents(refined.encoder, texts, self.cache)
-            tuned = self._segment(tuned_emb, behaviour)
+            tuned = self._segment(tuned_emb, behaviour, refined.encoder)
         except SegmenterError as exc:  # the refined space cannot hold k segments: keep frozen
             return self._keep_frozen(kept, frozen, str(exc))
         except BaseException:
@@ -241,11 +246,12 @@ class Segmenter:
         for name, value in state.items():
             setattr(self, name, value)
 
-    def _segment(self, emb: np.ndarray, behaviour: Behaviour) -> Segmented:
+    def _segment(self, emb: np.ndarray, behaviour: Behaviour, encoder: Encoder) -> Segmented:
         """Taste space and value score -> segments (k-means: value tiers split by taste;
-        HDBSCAN: density clusters of the fused space), the 2-D map and the taste groups."""
+        HDBSCAN: density clusters of the fused space), the 2-D map and the taste groups.
+        ``encoder`` made ``emb`` (it encodes the value check's documents at its cut-off)."""
         cfg = self.config_
-        events, features, scaled, score, check = behaviour
+        events, features, scaled, score, check, past = behaviour
         with self._stage("reduce"):
             self.text_reducer_ = self._reducer(cfg.pca_dims, 0)
             taste = self.text_reducer_.fit_transform(emb)
@@ -270,11 +276,19 @@ class Segmenter:
         else:
             self.feature_factor_ = segment.value_factor(taste, cfg)
             reduced, shown = taste, segment.map_input(taste, score, self.feature_factor_)
+            past_taste = None
+            if past is not None:
+                with self._stage("value"):
+                    past_emb = segment.past_embedding(
+                        past, emb, lambda texts: embed_documents(encoder, texts, self.cache)[0]
+                    )
+                    past_taste = self.text_reducer_.transform(past_emb)
             with self._stage("cluster"):
                 self.k_, self.k_curve_ = segment.resolve_k(cfg, shown)
                 self.clusterer_, self.balance_ = segment.fit_tiers(
-                    taste, score, features, events, check, cfg, self.k_
-                )
+                    taste, score, features, events, past.check if past else check, cfg,
+                    self.k_, past_taste,
+                )  # fmt: skip
                 _, confidence, distance = self.clusterer_.predict(taste, score)
         labels = self.clusterer_.labels_
         with self._stage("cluster"):

@@ -12,19 +12,37 @@ data (:func:`~segmenter.balance.choose_tiers`) unless the user fixes it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
 
-from segmenter.balance import ValueCheck, activity, choose_tiers, purchase_pairs, value_check
+from segmenter.balance import (
+    VALUE_SAMPLE,
+    ValueCheck,
+    activity,
+    choose_tiers,
+    purchase_pairs,
+    sample_check,
+    value_check,
+)
 from segmenter.cluster import KMeansClusterer, select_k
 from segmenter.cluster.tiered import TieredClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.documents import DocumentRecipe
+from segmenter.features import behaviour as behaviour_features
 from segmenter.fuse import feature_factor, fuse
 
 logger = logging.getLogger(__name__)
+
+
+class Past(NamedTuple):
+    """A sample of the internal split's customers as they were at its cut-off."""
+
+    check: ValueCheck  # the sample (:func:`~segmenter.balance.sample_check`)
+    changed: np.ndarray  # bool, per sampled customer: their document then differs from now
+    documents: list[str]  # the documents then of those whose document changed
 
 
 class Behaviour(NamedTuple):
@@ -35,6 +53,7 @@ class Behaviour(NamedTuple):
     scaled: np.ndarray  # standardized fusion features (HDBSCAN; the deep head's check)
     score: np.ndarray  # value score
     check: ValueCheck | None  # the internal temporal split
+    past: Past | None = None  # what the tier choice scores value with (None: no choice)
 
 
 class Placed(NamedTuple):
@@ -87,6 +106,45 @@ def value_history(events: pl.DataFrame, features: pl.DataFrame) -> ValueCheck | 
     return value_check(events, features["user_id"].to_list(), behaviour_before)
 
 
+def past_documents(
+    recipe: DocumentRecipe,
+    events: pl.DataFrame,
+    documents: pl.DataFrame,
+    users: pl.DataFrame | None,
+    check: ValueCheck,
+    seed: int,
+) -> Past:
+    """The documents that a sample of the internal split's customers had at its cut-off.
+
+    The tier choice scores value on them: documents of the whole history hold what a customer
+    bought after the cut-off, which would let taste segments look as if they foretold spend.
+    Only documents that changed need encoding again.
+    """
+    check = sample_check(check, VALUE_SAMPLE, seed)
+    before = events.filter(pl.col("timestamp") < check.cutoff)
+    users_then = pl.DataFrame({"user_id": documents["user_id"].gather(check.rows)})
+    features = behaviour_features(
+        before, as_of=check.cutoff, channels=recipe.channels_, median_gap=recipe.median_gap_
+    )
+    features = users_then.join(features, on="user_id", how="left", maintain_order="left")
+    then = recipe.documents(before, features, users)["document"].to_numpy()
+    now = documents["document"].gather(check.rows).to_numpy()
+    changed = then != now
+    logger.debug("value check: %d of %d documents differ at the cut-off", changed.sum(), len(now))
+    return Past(check, changed, then[changed].tolist())
+
+
+def past_embedding(
+    past: Past, emb: np.ndarray, embed: Callable[[list[str]], np.ndarray]
+) -> np.ndarray:
+    """Embedding of the :class:`Past` customers' documents at the cut-off, shape
+    (n_sampled, dim): rows of ``emb`` where nothing changed, ``embed`` of the rest."""
+    out = emb[past.check.rows].copy()
+    if past.changed.any():
+        out[past.changed] = embed(past.documents)
+    return out
+
+
 def fit_tiers(
     taste: np.ndarray,
     score: np.ndarray,
@@ -95,8 +153,12 @@ def fit_tiers(
     check: ValueCheck | None,
     cfg: SegmenterConfig,
     k: int,
+    past_taste: np.ndarray | None = None,
 ) -> tuple[TieredClusterer, dict[str, Any]]:
     """Choose the tier count (unless ``cfg.value_tiers`` fixes it) and fit the segments.
+
+    ``check`` and ``past_taste`` (the taste space of its customers' documents at its cut-off,
+    :func:`past_embedding`) are what :func:`~segmenter.balance.choose_tiers` scores value on.
 
     Returns
     -------
@@ -110,7 +172,7 @@ def fit_tiers(
     if cfg.value_tiers == "auto":
         pairs = purchase_pairs(events, features["user_id"].to_list())
         n_tiers, curve = choose_tiers(
-            taste, score, weights, k, pairs=pairs, check=check,
+            taste, score, weights, k, pairs=pairs, check=check, past_taste=past_taste,
             n_restarts=max(1, cfg.n_restarts // 3), random_state=cfg.seed,
         )  # fmt: skip
         chosen_by = "data"

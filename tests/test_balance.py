@@ -71,10 +71,10 @@ def test_shape_c_has_only_amounts_quantities_dates() -> None:
     assert set(ids.columns) == set(no_ids.columns) | {"item_id"}
 
 
-def test_sparse_shop_has_one_to_three_orders_and_many_one_time_buyers() -> None:
+def test_sparse_shop_has_mostly_one_to_three_orders_and_many_one_time_buyers() -> None:
     orders = orders_before_cutoff(shop("sparse", 1000))
-    assert orders.max() <= 3 and orders.min() >= 1
-    assert (orders == 1).mean() >= 0.4
+    assert orders.min() >= 1 and (orders <= 3).mean() >= 0.9
+    assert (orders == 1).mean() >= 0.5
 
 
 def test_grocery_has_hundreds_of_lines_per_household_and_thousands_of_products() -> None:

@@ -19,12 +19,14 @@ from segmenter.balance import (
     choose_tiers,
     heldout_hit_rate,
     purchase_pairs,
+    sample_check,
     value_check,
 )
 from segmenter.cluster.tiered import TieredClusterer, assign_tiers, tier_edges
 from segmenter.data import load_events
 from segmenter.documents import DocumentRecipe
 from segmenter.errors import SegmenterError
+from segmenter.segment import past_documents, past_embedding, value_history
 
 K = 8
 
@@ -166,6 +168,58 @@ def test_rule_degrades_to_one_axis_when_the_other_is_missing() -> None:
     check = _check(rng, np.arange(n), score, np.exp(score))
     same = np.zeros((n, 16))
     assert choose_tiers(same, score, np.ones(n), K, pairs=no_pairs, check=check)[0] == K
+
+
+def test_rule_scores_value_on_the_taste_customers_had_before_the_cut_off() -> None:
+    # documents of the whole history leak later spend (one direction tells the big spenders
+    # after the cut-off); the documents as of the cut-off do not
+    rng = np.random.default_rng(7)
+    n = 1200
+    X, truth = _blobs(rng, n, 4, 0.5)
+    score = rng.normal(size=n)
+    future = np.exp(0.5 * score + rng.normal(size=n))
+    check = _check(rng, np.arange(n), score, future)
+    leak = (rankdata(future) / n - 0.5) * 40.0
+    leaky = np.column_stack([X, leak])
+    past = np.column_stack([X, np.zeros(n)])
+    pairs = _pairs(rng, truth)
+    kw = {"pairs": pairs, "check": check}
+    _, fooled = choose_tiers(leaky, score, np.ones(n), K, **kw)
+    n_tiers, honest = choose_tiers(leaky, score, np.ones(n), K, past_taste=past, **kw)
+    assert fooled[0]["value"] >= 0.8  # taste segments of the leaky space "foretell" spend
+    assert honest[0]["value"] <= 0.3  # as of the cut-off they do not
+    assert n_tiers > 1
+
+
+def test_past_documents_change_only_for_customers_who_bought_after_the_cut_off() -> None:
+    events = _events(40)
+    recipe = DocumentRecipe(max_tokens=64)
+    features = recipe.fit_features(events)
+    recipe.fit_documents(events, features)
+    documents = recipe.documents(events, features)
+    check = value_history(events, features)
+    assert check is not None
+    past = past_documents(recipe, events, documents, None, check, seed=0)
+    assert len(past.check.rows) == len(check.rows)  # fewer than the sample: all of them
+    after = set(events.filter(pl.col("timestamp") >= check.cutoff)["user_id"].to_list())
+    users = documents["user_id"].gather(past.check.rows).to_list()
+    bought_new = np.array([u in after for u in users])
+    assert past.changed.any() and not past.changed[~bought_new].any()
+    assert len(past.documents) == past.changed.sum()
+    emb = np.random.default_rng(0).normal(size=(documents.height, 3))
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return np.full((len(texts), 3), 9.0)
+
+    then = past_embedding(past, emb, embed)
+    assert calls == [int(past.changed.sum())]  # only changed documents are encoded
+    np.testing.assert_array_equal(then[~past.changed], emb[past.check.rows][~past.changed])
+    assert (then[past.changed] == 9.0).all()
+    small = sample_check(check, 10, seed=1)
+    assert len(small.rows) == 10 and set(small.rows) <= set(check.rows)
+    np.testing.assert_array_equal(small.loading, check.loading)
 
 
 def test_heldout_hit_rate_scores_purchases_that_did_not_make_the_lists() -> None:
