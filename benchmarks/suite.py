@@ -14,6 +14,8 @@ from benchmarks.balance import run_balance
 from benchmarks.classification import run_classification_benchmark
 from benchmarks.context import BenchContext, machine
 from benchmarks.deep import run_deep_benchmark
+from benchmarks.deep_accept import run_acceptance_benchmark
+from benchmarks.deep_cli import run_deep_cli_benchmark
 from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
@@ -39,6 +41,13 @@ SECTIONS: dict[str, Section] = {
     "balance": lambda ctx, data: run_balance(ctx, retail_data=data),
     "speed": lambda ctx, data: run_speed(ctx),
     "latency": lambda ctx, data: run_latency_section(ctx),
+    # the deep head's acceptance rule against the measured gain, and --deep through the pipeline
+    "deep_acceptance": lambda ctx, _: run_acceptance_benchmark(
+        ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed
+    ),
+    "deep_cli": lambda ctx, _: run_deep_cli_benchmark(
+        ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed
+    ),
 }
 
 

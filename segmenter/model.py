@@ -155,7 +155,7 @@ class Segmenter:
         behaviour = Behaviour(data.events, features, scaled, score, check, past)
         segmented = self._segment(emb, behaviour, encoder)
         if cfg.deep:
-            segmented = self._deep(encoder, documents, behaviour, segmented)
+            segmented = self._deep(encoder, documents, emb, behaviour, segmented)
         reduced, labels = segmented.reduced, segmented.labels
         with self._stage("profile"):
             from segmenter.profile import name_segments
@@ -173,55 +173,86 @@ class Segmenter:
         self,
         encoder: Encoder,
         documents: pl.DataFrame,
+        emb: np.ndarray,
         behaviour: Behaviour,
         frozen: Segmented,
     ) -> Segmented:
-        """Refine the encoder from the frozen segments and segment again; keep the frozen
-        encoder and segments when the new ones explain less of the behaviour features."""
+        """Refine the encoder on the taste groups of most customers, judge each checkpoint on
+        the others (:mod:`segmenter.finetune.acceptance`) and segment again; keep the frozen
+        encoder and segments when no checkpoint passes, or when the new segments explain less
+        of the behaviour features (data whose behaviour varies)."""
         from segmenter.finetune import refine, sentence_transformer_of
+        from segmenter.finetune.acceptance import NEIGHBOURS, Acceptance, held_out
 
         cfg = self.config_
         texts = documents["document"].to_list()
         st = sentence_transformer_of(encoder)
         kept = {name: getattr(self, name) for name in SEGMENT_STATE}
         self.base_encoder_ = encoder  # a refit starts again from it, not from the refined one
+        # train and judge on what the segments are about: the taste space and its groups
+        taste = frozen.reduced if self.reducer_ is None else self.text_reducer_.transform(emb)
+        labels = self.taste_.labels_
+        k = int(labels.max()) + 1
+        held = held_out(len(texts), cfg.seed)
+        if held.sum() < max(3 * k, NEIGHBOURS + 1):
+            self.deep_report_: dict[str, Any] = {"options": cfg.deep_options.to_dict()}
+            return self._keep_frozen(kept, frozen, f"{int(held.sum())} held-out customers are "
+                                     f"too few to judge a fine-tuning at k={k}")  # fmt: skip
+        judge = Acceptance(k, seed=cfg.seed).fit(taste[held])
         with self._stage("deep"):
             refined = refine.refine_encoder(
-                st, texts, frozen.labels, cfg.deep_options, seed=cfg.seed,
-                base_identity=encoder.identity, space=frozen.reduced, progress=self.progress,
+                st, [t for t, h in zip(texts, held, strict=True) if not h], labels[~held],
+                cfg.deep_options, seed=cfg.seed, base_identity=encoder.identity,
+                space=taste[~held], progress=self.progress,
+                held_out=([t for t, h in zip(texts, held, strict=True) if h], judge),
             )  # fmt: skip
-        self.deep_report_ = refined.report()
+        self.deep_report_ = {**refined.report(), "held_out_customers": int(held.sum())}
+        if refined.best_step == 0:
+            last = refined.history[-1] if refined.history else {}
+            self.deep_report_["acceptance"] = {
+                name[len("held_out_") :]: v for name, v in last.items() if "held_out_" in name
+            } or None
+            why = last.get("held_out_rejected_because") or "no gain over the frozen encoder"
+            return self._keep_frozen(kept, frozen, f"no fine-tuned checkpoint passed the "
+                                     f"acceptance rule on held-out customers ({why})")  # fmt: skip
         try:
             with self._stage("embed"):
-                emb, _ = embed_documents(refined.encoder, texts, self.cache)
-            tuned = self._segment(emb, behaviour, refined.encoder)
+                tuned_emb, _ = embed_documents(refined.encoder, texts, self.cache)
+            tuned = self._segment(tuned_emb, behaviour, refined.encoder)
         except SegmenterError as exc:  # the refined space cannot hold k segments: keep frozen
-            logger.warning("deep clustering: %s; keeping the frozen encoder and segments", exc)
-            self._restore(kept)
-            self.deep_report_.update(accepted=False, rejected_because=str(exc))
-            return frozen
+            return self._keep_frozen(kept, frozen, str(exc))
         except BaseException:
             self._restore(kept)
             raise
+        verdict = judge.judge(tuned_emb[held])  # the shipped encoder, as the pipeline embeds
         before = behaviour_separation(behaviour.scaled, frozen.labels)
         after = behaviour_separation(behaviour.scaled, tuned.labels)
-        # eta^2 can only grow with more groups: with k = auto or HDBSCAN a fine-tuned run that
-        # finds more segments passes more easily
-        accepted = after >= cfg.deep_keep_behaviour * before
+        # behaviour has a say only where segments use it (value tiers, HDBSCAN's fused
+        # features); eta^2 only grows with more groups (k = auto, HDBSCAN): it passes easier
+        tiers = (kept["balance_"] or {}).get("n_tiers", 1)
+        check = kept["reducer_"] is not None or tiers > 1
         self.deep_report_.update(
-            keep_behaviour=cfg.deep_keep_behaviour,
+            acceptance=verdict, keep_behaviour=cfg.deep_keep_behaviour, behaviour_check=check,
             behaviour_separation={"frozen": before, "deep": after},
-            accepted=accepted,
-        )
-        if accepted:
-            self.encoder = refined.encoder
-            return tuned
-        logger.warning(
-            "deep clustering: the fine-tuned segments explain less of the behaviour features "
-            "(mean eta^2 %.3f against %.3f); keeping the frozen encoder and segments",
-            after, before,
         )  # fmt: skip
+        why = verdict["rejected_because"]
+        if why:
+            why = f"the fine-tuned encoder fails the acceptance rule on held-out customers ({why})"
+        elif check and after < cfg.deep_keep_behaviour * before:
+            why = (
+                f"the fine-tuned segments explain less of the behaviour features "
+                f"(mean eta^2 {after:.3f} against {before:.3f})"
+            )
+        if why:
+            return self._keep_frozen(kept, frozen, why)
+        self.deep_report_["accepted"] = True
+        self.encoder = refined.encoder
+        return tuned
+
+    def _keep_frozen(self, kept: dict[str, Any], frozen: Segmented, reason: str) -> Segmented:
+        logger.warning("deep clustering: %s; keeping the frozen encoder and segments", reason)
         self._restore(kept)
+        self.deep_report_.update(accepted=False, rejected_because=reason)
         return frozen
 
     def _restore(self, state: dict[str, Any]) -> None:

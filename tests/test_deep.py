@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import zlib
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from benchmarks.metrics import hungarian_accuracy
 from segmenter.config import SegmenterConfig
-from segmenter.data import load_events
+from segmenter.data import EventData, load_events
 from segmenter.embed import SentenceTransformerEncoder
 from segmenter.errors import SegmenterError
 from segmenter.finetune import DeepOptions, EncoderRefiner, refine, sentence_transformer_of
+from segmenter.finetune.acceptance import Acceptance, explained, held_out
 from segmenter.finetune.objectives import (
     augment,
     auto_neighbours,
@@ -26,7 +30,7 @@ from segmenter.finetune.objectives import (
     sample_batch,
     target_distribution,
 )
-from segmenter.model import Segmenter
+from segmenter.model import SEGMENT_STATE, Segmenter
 from segmenter.quality import behaviour_separation, eta_squared
 from segmenter.synthetic import generate
 
@@ -107,6 +111,18 @@ def encoder() -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(show_progress=False)
 
 
+def _accept_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acceptance rule accepts every check, each later one with a higher score."""
+    seen: list[int] = []
+
+    def judge(self: Acceptance, tuned: np.ndarray) -> dict[str, object]:
+        seen.append(1)
+        return {"agreement": 1.0, "separation": 1.0, "stability": 0.0, "score": len(seen),
+                "accepted": True, "rejected_because": ""}  # fmt: skip
+
+    monkeypatch.setattr(Acceptance, "judge", judge)
+
+
 def test_training_improves_a_noisy_toy_over_its_kmeans_start(
     encoder: SentenceTransformerEncoder,
 ) -> None:
@@ -146,7 +162,10 @@ def test_collapse_guard_restores_the_start(encoder: SentenceTransformerEncoder) 
     assert np.allclose(same, encoder.encode(texts[:2]), atol=1e-5)
 
 
-def test_deep_segmenter_saves_and_reloads_its_encoder(tmp_path: Path) -> None:
+def test_deep_segmenter_saves_and_reloads_its_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _accept_everything(monkeypatch)  # keep the fine-tuned encoder whatever 4 steps do
     tables = generate(160, seed=4)
     data = load_events(tables["events"], users=tables["users"])
     cfg = SegmenterConfig(
@@ -363,18 +382,21 @@ def test_deep_segments_that_lose_the_behaviour_are_not_kept(
         started_from.append(st)
         return refine.Refinement(
             encoder=Scrambled(),  # type: ignore[arg-type]
-            history=[], best_step=0, collapsed=False, centres=np.zeros((4, 8)),
+            history=[], best_step=1, collapsed=False, centres=np.zeros((4, 8)),
             options=options, seed=0,
         )  # fmt: skip
 
     monkeypatch.setattr(refine, "refine_encoder", fake_refine)
+    _accept_everything(monkeypatch)  # what is judged here is the behaviour check alone
     tables = generate(200, seed=5)
     data = load_events(tables["events"], users=tables["users"])
-    cfg = SegmenterConfig(k="auto", umap_dims=0, pca_dims=8, max_tokens=64, feature_weight=1.0)
+    cfg = SegmenterConfig(k="auto", value_tiers=2, umap_dims=0, pca_dims=8, max_tokens=64,
+                          feature_weight=1.0)  # fmt: skip
     frozen = Segmenter(cfg, progress=False).fit(data)
     model = Segmenter(cfg.replace(deep=True), progress=False).fit(data)
     report = model.deep_report_
-    assert report["accepted"] is False
+    assert report["accepted"] is False and report["behaviour_check"] is True
+    assert "explain less of the behaviour features" in report["rejected_because"]
     separation = report["behaviour_separation"]
     assert separation["deep"] < 0.8 * separation["frozen"]
     # everything is the frozen model's: segments, chosen k, encoder, what predict and save give
@@ -411,3 +433,126 @@ def test_behaviour_separation_and_automatic_neighbour_count() -> None:
     assert [auto_neighbours(n, k) for n, k in ((3080, 77), (1000, 77), (10, 5), (10**6, 8))] == [
         6, 4, 1, 20,
     ]  # fmt: skip
+
+
+def test_acceptance_rule_accepts_sharper_and_rejects_scrambled_groups() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 60)
+    centres = rng.normal(size=(4, 16)) * 2.0
+    frozen = centres[truth] + rng.normal(size=(240, 16)) * 3.5  # groups that overlap
+    judge = Acceptance(4, seed=0).fit(frozen)
+    sharper = judge.judge(centres[truth] + rng.normal(size=(240, 16)) * 0.5 + 0.6 * frozen)
+    assert sharper["accepted"], sharper
+    assert sharper["agreement"] > 0.3 and sharper["stability"] >= 0 and sharper["score"] > 0
+    scrambled = judge.judge(np.eye(4)[rng.integers(0, 4, 240)] + rng.normal(size=(240, 4)) * 0.05)
+    assert not scrambled["accepted"]
+    assert "neighbour agreement" in scrambled["rejected_because"]
+    assert "separation in the frozen space" in scrambled["rejected_because"]
+    assert scrambled["separation"] < 0.3
+    mask = held_out(1000, seed=3)
+    assert mask.sum() == 200 and (mask == held_out(1000, seed=3)).all()
+    assert held_out(10_000, seed=3).sum() == 1000  # capped
+    assert explained(frozen, truth) > explained(frozen, rng.permutation(truth))
+
+
+def _text_only_events(texts: list[str]) -> EventData:
+    """One search event per customer, nothing else: every behaviour feature is constant."""
+    start = datetime(2026, 1, 1)
+    return load_events(
+        pl.DataFrame(
+            {
+                "user_id": [f"U{i:04d}" for i in range(len(texts))],
+                "timestamp": [start + timedelta(minutes=i) for i in range(len(texts))],
+                "event_type": ["search"] * len(texts),
+                "text": texts,
+            }
+        )
+    )
+
+
+class _Tuned:
+    """A 'fine-tuned' encoder: the packaged one, with each text's topic sharpened or scrambled."""
+
+    finetuned = True
+
+    def __init__(self, base: SentenceTransformerEncoder, *, scramble: bool) -> None:
+        self.base, self.scramble = base, scramble
+        self.identity = f"tuned-scramble={scramble}"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self.scramble:  # 3 tight groups unrelated to what the customers wrote
+            crc = np.array([zlib.crc32(t.encode()) % 3 for t in texts])
+            out = np.eye(3, 8, dtype=np.float32)[crc]
+            out[:, 3:] = 0.05 * np.random.default_rng(0).normal(size=(len(texts), 5))
+            return out / np.linalg.norm(out, axis=1, keepdims=True)
+        emb = self.base.encode(texts)
+        topic = np.array([max(TOPICS, key=lambda n: sum(w in t for w in TOPICS[n])) for t in texts])
+        for name in TOPICS:  # pull each text halfway to the centre of its planted topic
+            emb[topic == name] += 0.5 * (emb[topic == name].mean(axis=0) - emb[topic == name])
+        return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+    def save(self, path: str) -> None:
+        Path(path).mkdir()
+
+
+def _fitted(model: Segmenter) -> dict[str, object]:
+    return {n: v for n, v in vars(model).items() if n.endswith("_")}
+
+
+@pytest.mark.parametrize("scramble", [True, False])
+def test_text_only_fine_tuning_is_judged_on_held_out_customers(
+    monkeypatch: pytest.MonkeyPatch, encoder: SentenceTransformerEncoder, scramble: bool
+) -> None:
+    texts, truth = noisy_topics(200, seed=1)
+    data = _text_only_events(texts)
+    tuned = _Tuned(encoder, scramble=scramble)
+    seen: dict[str, object] = {}
+
+    def fake_refine(st: object, texts: list[str], labels: np.ndarray, options: DeepOptions,
+                    **kwargs: object) -> refine.Refinement:  # fmt: skip
+        seen.update(kwargs, texts=texts, labels=labels)
+        return refine.Refinement(
+            encoder=tuned,  # type: ignore[arg-type]
+            history=[], best_step=1, collapsed=False, centres=np.zeros((3, 8)),
+            options=options, seed=0,
+        )  # fmt: skip
+
+    monkeypatch.setattr(refine, "refine_encoder", fake_refine)
+    before: dict[str, object] = {}
+    deep = Segmenter._deep
+
+    def snapshot(self: Segmenter, *args: object) -> object:
+        before.update(_fitted(self))  # what the frozen pass fitted, right before the head
+        return deep(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Segmenter, "_deep", snapshot)
+    cfg = SegmenterConfig(k=3, value_tiers=1, pca_dims=8, max_tokens=64, n_restarts=3)
+    frozen = Segmenter(cfg, encoder=encoder, progress=False).fit(data)
+    model = Segmenter(cfg.replace(deep=True), encoder=encoder, progress=False).fit(data)
+    report = model.deep_report_
+    # trained on the taste groups of 80% of the customers, judged on the other 20%
+    assert len(seen["texts"]) == 160 and report["held_out_customers"] == 40  # type: ignore[arg-type]
+    held_texts, _ = seen["held_out"]  # type: ignore[misc]
+    assert not set(held_texts) & set(seen["texts"])  # type: ignore[arg-type]
+    assert report["behaviour_check"] is False  # no value tiers: behaviour has no say
+    acc = {
+        name: hungarian_accuracy(truth, m.assignments_["segment"].to_numpy())
+        for name, m in (("frozen", frozen), ("deep", model))
+    }
+    if scramble:
+        assert report["accepted"] is False
+        assert "fails the acceptance rule on held-out customers" in report["rejected_because"]
+        assert model.encoder is encoder
+        after = _fitted(model)
+        assert set(SEGMENT_STATE) <= set(before)
+        # every attribute fitted before the head is the very same object again
+        assert [n for n in before if after[n] is not before[n]] == []
+        assert set(after) - set(before) - {"deep_report_", "base_encoder_"} == {
+            "segment_names_", "quality_", "features_", "documents_", "reduced_", "assignments_",
+        }  # fmt: skip
+        assert (model.assignments_["segment"] == frozen.assignments_["segment"]).all()
+        assert acc["deep"] == acc["frozen"]
+    else:
+        assert report["accepted"] is True, report
+        assert model.encoder is tuned
+        assert acc["deep"] >= acc["frozen"] - 0.01 and acc["deep"] > 0.8

@@ -269,10 +269,18 @@ def test_a_million_customers(tmp_path: Path) -> None:
        "behaviour_separation": {"frozen": 0.573, "deep": 0.571}},
       "fine-tuned encoder in use (best step 40; behaviour η² 0.571 against 0.573 frozen)"),
      ({"best_step": 40, "accepted": False, "collapse_guard_triggered": True,
+       "rejected_because": "the fine-tuned segments explain less of the behaviour features",
        "behaviour_separation": {"frozen": 0.648, "deep": 0.616}},
-      "tried; the frozen encoder was kept: the fine-tuned segments explain less of the behaviour "
-      "features (behaviour η² 0.616 against 0.648 frozen); the collapse guard restored an "
-      "earlier step"),
+      "tried; the frozen encoder and segments were kept: the fine-tuned segments explain less "
+      "of the behaviour features (behaviour η² 0.616 against 0.648 frozen); the collapse guard "
+      "restored an earlier step"),
+     ({"best_step": 0, "accepted": False, "collapse_guard_triggered": False,
+       "rejected_because": "no fine-tuned checkpoint passed the acceptance rule",
+       "behaviour_separation": {"frozen": 0.0, "deep": 0.0},
+       "acceptance": {"agreement": 0.12, "separation": 0.4, "stability": -0.2}},
+      "tried; the frozen encoder and segments were kept: no fine-tuned checkpoint passed the "
+      "acceptance rule (held-out neighbour agreement 0.12, separation 0.4, stability change "
+      "-0.2)"),
      ({"best_step": 0, "collapse_guard_triggered": False},  # a run folder from before the check
       "fine-tuned encoder in use (best step 0)")],
 )  # fmt: skip

@@ -5,9 +5,10 @@
   back after training;
 - :mod:`~segmenter.finetune.encoder`: loading a local sentence-transformers model to train, and
   the :class:`FinetunedEncoder` a refinement returns;
-- :mod:`~segmenter.finetune.refine`: the deep head, :func:`refine_encoder` and its thin class
-  :class:`EncoderRefiner`, with its options :class:`DeepOptions` (a section of
-  :class:`~segmenter.config.SegmenterConfig`) and its objectives.
+- :mod:`~segmenter.finetune.refine`: the deep head, :func:`refine_encoder`, and its thin
+  class :class:`EncoderRefiner` (:mod:`~segmenter.finetune.refiner`), with its options
+  :class:`DeepOptions` (a section of :class:`~segmenter.config.SegmenterConfig`), its
+  objectives and its acceptance rule (:mod:`~segmenter.finetune.acceptance`).
 
 Nothing here imports torch until it is used.
 """
@@ -22,7 +23,8 @@ from segmenter.finetune.encoder import (
 from segmenter.finetune.lora import ATTENTION_PROJECTIONS, add_lora, merge_lora
 from segmenter.finetune.objectives import auto_neighbours, neighbours
 from segmenter.finetune.options import DeepOptions
-from segmenter.finetune.refine import EncoderRefiner, Refinement, refine_encoder
+from segmenter.finetune.refine import Refinement, refine_encoder
+from segmenter.finetune.refiner import EncoderRefiner
 from segmenter.finetune.runtime import autocast, seeded
 
 __all__ = [

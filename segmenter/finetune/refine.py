@@ -31,12 +31,16 @@ capped in steps, checks every ``update_interval`` steps on a fixed evaluation sa
 assignments changed (stop after ``patience`` checks below ``tol``), and guards against
 collapse (small-segment share and assignment entropy, relative to the start): an unhealthy
 checkpoint restores the best healthy one (best = highest cosine silhouette on the evaluation
-sample). ``refresh`` re-estimates the centres on the evaluation sample at each check (a few
-Lloyd steps) instead of only learning them by gradient. Published reproductions of SCCL
+sample, or the acceptance rule's score on held-out customers). ``refresh`` re-estimates the
+centres on the evaluation sample at each check (a few Lloyd steps) instead of only learning
+them by gradient. Published reproductions of SCCL
 report that long training degrades results.
 
-Whether the refined segments are kept is the pipeline's decision
-(:class:`segmenter.model.Segmenter`, ``SegmenterConfig.deep_keep_behaviour``).
+With held-out customers (``held_out``), each check is judged instead by the label-free rule
+of :mod:`segmenter.finetune.acceptance`: the best accepted check is kept and training stops
+at the first check the rule rejects. Whether the refined segments are kept is the pipeline's
+decision (:class:`segmenter.model.Segmenter`: that rule on its held-out customers, and the
+behaviour separation where segments use behaviour, ``SegmenterConfig.deep_keep_behaviour``).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from segmenter.errors import SegmenterError
+from segmenter.finetune.acceptance import Acceptance
 from segmenter.finetune.encoder import FinetunedEncoder
 from segmenter.finetune.lora import add_lora
 from segmenter.finetune.objectives import (
@@ -88,6 +93,9 @@ class Refinement:
         healthy, seconds, and what the callback added.
     best_step : int
         Step whose weights were kept (0 = the starting weights).
+    verdict : dict or None
+        With held-out customers: the acceptance rule's verdict of the kept weights
+        (:meth:`~segmenter.finetune.acceptance.Acceptance.judge`); at step 0 it accepts them.
     collapsed : bool
         True when the collapse guard restored an earlier checkpoint.
     centres : ndarray of shape (k, dim)
@@ -103,6 +111,7 @@ class Refinement:
     centres: np.ndarray
     options: DeepOptions
     seed: int
+    verdict: dict[str, Any] | None = None
 
     def report(self) -> dict[str, Any]:
         """JSON-ready summary (run.json's ``deep`` section)."""
@@ -111,6 +120,7 @@ class Refinement:
             "seed": self.seed,
             "best_step": self.best_step,
             "collapse_guard_triggered": self.collapsed,
+            "acceptance": self.verdict,
             "history": self.history,
         }
 
@@ -125,6 +135,7 @@ def refine_encoder(
     base_identity: str = "",
     space: np.ndarray | None = None,
     callback: Callback | None = None,
+    held_out: tuple[Sequence[str], Acceptance] | None = None,
     progress: bool = True,
 ) -> Refinement:
     """Train a copy of ``st`` (a SentenceTransformer) starting from segments ``labels``.
@@ -152,6 +163,11 @@ def refine_encoder(
         ``callback(step, eval_index, assignments, embeddings)`` is called at every check with
         the evaluation sample's positions among the kept texts, their current segments and
         their current pooled embeddings; what it returns is added to that step's record.
+    held_out : (texts, Acceptance), optional
+        Customers kept out of training and the rule fitted on their frozen space: each check
+        is judged on them, the best accepted check is kept (none: the starting weights) and
+        training stops at the first check the rule rejects. Default: keep the check with the
+        highest cosine silhouette of the evaluation sample.
     progress : bool
         tqdm bar over training steps.
     """
@@ -171,7 +187,7 @@ def refine_encoder(
     with seeded(seed, st.device):
         return _train(
             st, texts, labels, k, options, seed=seed, base_identity=base_identity,
-            space=space, callback=callback, progress=progress,
+            space=space, callback=callback, held_out=held_out, progress=progress,
         )  # fmt: skip
 
 
@@ -186,6 +202,7 @@ def _train(
     base_identity: str,
     space: np.ndarray | None,
     callback: Callback | None,
+    held_out: tuple[Sequence[str], Acceptance] | None,
     progress: bool,
 ) -> Refinement:
     import torch
@@ -223,8 +240,9 @@ def _train(
     prev = labels[eval_idx]
     # collapse is judged against the start: k-means on real data is rarely balanced
     share0, entropy0 = health(prev, k)
-    best = (_silhouette(z0[eval_idx], prev), 0, copy.deepcopy(model.state_dict()),
-            head.detach().clone())  # fmt: skip
+    verdict = _judge(model, held_out, options)
+    start = _silhouette(z0[eval_idx], prev) if verdict is None else verdict["score"]
+    best = (start, 0, copy.deepcopy(model.state_dict()), head.detach().clone(), verdict)
     history: list[dict[str, float]] = []
     collapsed = False
     started = time.perf_counter()
@@ -281,15 +299,23 @@ def _train(
         extra = "".join(f" {k} {v:.3f}" for k, v in record.items() if k not in known)
         logger.info("deep step %d: loss %.4f changed %.3f min share %.2f entropy %.2f%s",
                     step, mean[0], changed, min_share, entropy, extra)  # fmt: skip
+        verdict = _judge(model, held_out, options)  # recorded even where the guard fires
+        if verdict is not None:
+            record.update({f"held_out_{n}": v for n, v in verdict.items() if n != "accepted"})
+            record["held_out_accepted"] = verdict["accepted"]
         if not healthy:
             collapsed = True
             logger.warning(
                 "deep clustering: collapse guard at step %d; restoring step %d", step, best[1]
             )
             break
-        score = _silhouette(z_eval, now)
+        if verdict is not None and not verdict["accepted"]:
+            logger.info("deep clustering: step %d rejected (%s); stopping at step %d",
+                        step, verdict["rejected_because"], best[1])  # fmt: skip
+            break
+        score = _silhouette(z_eval, now) if verdict is None else verdict["score"]
         if score >= best[0]:
-            best = (score, step, copy.deepcopy(model.state_dict()), head.detach().clone())
+            best = (score, step, copy.deepcopy(model.state_dict()), head.detach().clone(), verdict)
         calm = calm + 1 if changed < options.tol else 0
         if calm >= options.patience:
             logger.info("deep clustering converged at step %d", step)
@@ -306,7 +332,18 @@ def _train(
         centres=best[3].cpu().numpy(),
         options=options,
         seed=seed,
+        verdict=best[4],
     )
+
+
+def _judge(
+    model: Any, held_out: tuple[Sequence[str], Acceptance] | None, options: DeepOptions
+) -> dict[str, Any] | None:
+    """The acceptance rule's verdict of the current weights on the held-out customers."""
+    if held_out is None:
+        return None
+    texts, acceptance = held_out
+    return acceptance.judge(_pooled(model, texts, options))
 
 
 def _forward(model: Any, texts: list[str], options: DeepOptions) -> Any:
@@ -337,60 +374,3 @@ def _silhouette(z: np.ndarray, labels: np.ndarray) -> float:
     if len(np.unique(labels)) < 2:
         return -1.0
     return float(silhouette_score(z, labels, metric="cosine"))
-
-
-class EncoderRefiner:
-    """Refine a sentence-transformers encoder from frozen segments (:func:`refine_encoder`).
-
-    Parameters
-    ----------
-    options : DeepOptions, optional
-        Default ``DeepOptions()``; checked in :meth:`fit`.
-    seed : int
-        Seed of every random step.
-    progress : bool
-        tqdm bar over training steps.
-
-    Attributes
-    ----------
-    encoder_ : FinetunedEncoder
-    report_ : dict
-        options, seed, best_step, collapse_guard_triggered and the history of the checks
-        (see :class:`Refinement`).
-    history_ : list of dict
-    best_step_ : int
-    collapsed_ : bool
-        True when the collapse guard restored an earlier checkpoint.
-    cluster_centers_ : ndarray of shape (k, dim)
-    """
-
-    def __init__(
-        self, options: DeepOptions | None = None, *, seed: int = 0, progress: bool = True
-    ) -> None:
-        self.options = options
-        self.seed = seed
-        self.progress = progress
-
-    def fit(
-        self,
-        st: Any,
-        texts: Sequence[str],
-        labels: np.ndarray,
-        *,
-        base_identity: str = "",
-        space: np.ndarray | None = None,
-        callback: Callback | None = None,
-    ) -> EncoderRefiner:
-        """Refine a copy of ``st`` from segments ``labels`` (see :func:`refine_encoder`)."""
-        options = (self.options or DeepOptions()).validate()
-        result = refine_encoder(
-            st, texts, labels, options, seed=self.seed, base_identity=base_identity,
-            space=space, callback=callback, progress=self.progress,
-        )  # fmt: skip
-        self.encoder_ = result.encoder
-        self.history_ = result.history
-        self.best_step_ = result.best_step
-        self.collapsed_ = result.collapsed
-        self.cluster_centers_ = result.centres
-        self.report_ = result.report()
-        return self

@@ -159,16 +159,21 @@ def _deep(report: Any) -> str | None:
     separation = report.get("behaviour_separation") or {}
     before, after = separation.get("frozen"), separation.get("deep")
     scores = ""
-    if _number(before) and _number(after):
+    if _number(before) and _number(after) and before > 0:  # type: ignore[operator]
         scores = f"behaviour η² {after:.3f} against {before:.3f} frozen"
+    verdict = report.get("acceptance") or {}
+    if verdict:
+        scores = "; ".join(x for x in (
+            f"held-out neighbour agreement {verdict.get('agreement')}, separation "
+            f"{verdict.get('separation')}, stability change {verdict.get('stability')}", scores,
+        ) if x)  # fmt: skip
     guard = ""
     if report.get("collapse_guard_triggered"):
         guard = "; the collapse guard restored an earlier step"
     if report.get("accepted") is False:
-        return (
-            "tried; the frozen encoder was kept: the fine-tuned segments explain less of the "
-            f"behaviour features ({scores}){guard}"
-        )
+        why = report.get("rejected_because") or "the fine-tuned segments were not better"
+        shown = f" ({scores})" if scores else ""
+        return f"tried; the frozen encoder and segments were kept: {why}{shown}{guard}"
     detail = "; ".join(x for x in (f"best step {report.get('best_step')}", scores) if x)
     return f"fine-tuned encoder in use ({detail}){guard}"
 
