@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,8 @@ def export_onnx(model_path: str, out: Path, max_length: int) -> None:
                        truncation=True, max_length=max_length, return_tensors="pt")  # fmt: skip
     names = [n for n in INPUTS if n in sample]
     axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shapes the dynamic axes cover
         torch.onnx.export(
             _pooled_module(model, names),
             tuple(sample[n] for n in names),
