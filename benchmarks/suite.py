@@ -14,6 +14,7 @@ from benchmarks.balance import run_balance
 from benchmarks.classification import run_classification_benchmark
 from benchmarks.context import BenchContext, machine
 from benchmarks.deep import run_deep_benchmark
+from benchmarks.encoders import run_encoders
 from benchmarks.latency import run_latency
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
@@ -37,6 +38,7 @@ EXTRAS: dict[str, Extra] = {
 Section = Callable[[BenchContext, EventData | None], dict[str, Any]]
 SECTIONS: dict[str, Section] = {
     "balance": lambda ctx, data: run_balance(ctx, retail_data=data),
+    "encoders": run_encoders,
 }
 
 
