@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--encoder-backend",
         default=d.encoder_backend,
-        help="auto (default: torch on a GPU; on a CPU the fastest of onnx-int8 / torch-bf16 "
-        "that agrees with fp32), torch, torch-bf16, onnx or onnx-int8",
+        help="auto (default: torch on a GPU; on a CPU torch-bf16 or onnx-int8 when it agrees "
+        "with fp32 at mean cosine >= 0.999), torch, torch-bf16, onnx or onnx-int8",
     )
     e.add_argument("--batch-size", type=int, default=d.batch_size, help="texts per forward pass")
     e.add_argument("--max-tokens", type=int, default=d.max_tokens, help="token budget per document")
