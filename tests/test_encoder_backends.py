@@ -176,7 +176,9 @@ def test_bf16_segments_match_fp32(small_data: EventData, onnx_root: Path, tmp_pa
     for backend in ("torch", "torch-bf16"):
         cache = EmbeddingCache(tmp_path / "embeddings")
         enc = encoder(backend, onnx_root)
-        config = SegmenterConfig(k=6, seed=0, umap_dims=0, encoder_backend=backend)
+        config = SegmenterConfig(
+            k=6, seed=0, umap_dims=0, value_tiers=2, n_restarts=5, encoder_backend=backend
+        )
         model = Segmenter(config, encoder=enc, cache=cache, progress=False).fit(small_data)
         assert model.embedding_stats_["cached"] == 0  # the two backends never share vectors
         labels[backend] = model.assignments_["segment"].to_numpy()

@@ -122,7 +122,8 @@ def choose_backend(
     from segmenter.io import write_json
 
     flags = cpu_flags() if flags is None else flags
-    key = json.dumps([identity, sorted(flags), versions(), platform.machine()])
+    floors = [MEAN_COSINE_FLOOR, MIN_COSINE_FLOOR, candidates(flags)]
+    key = json.dumps([identity, sorted(flags), versions(), platform.machine(), floors])
     key = hashlib.sha256(key.encode()).hexdigest()[:24]
     path = Path(root) / "decisions.json"
     try:
