@@ -16,6 +16,7 @@ from benchmarks.context import BenchContext, machine
 from benchmarks.deep import run_deep_benchmark
 from benchmarks.deep_accept import run_acceptance_benchmark
 from benchmarks.deep_cli import run_deep_cli_benchmark
+from benchmarks.encoders import run_encoders
 from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
@@ -48,6 +49,7 @@ SECTIONS: dict[str, Section] = {
     "deep_cli": lambda ctx, _: run_deep_cli_benchmark(
         ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed
     ),
+    "encoders": run_encoders,
 }
 
 

@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoder", default=None, help="sentence-transformers folder (default: packaged MiniLM)"
     )
     e.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    e.add_argument(
+        "--encoder-backend",
+        default=d.encoder_backend,
+        help="auto (default: torch on a GPU; on a CPU torch-bf16 or onnx-int8 when it agrees "
+        "with fp32 at mean cosine >= 0.999), torch, torch-bf16, onnx or onnx-int8",
+    )
     e.add_argument("--batch-size", type=int, default=d.batch_size, help="texts per forward pass")
     e.add_argument("--max-tokens", type=int, default=d.max_tokens, help="token budget per document")
     o = p.add_argument_group("output")
@@ -135,6 +141,7 @@ def main(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         encoder=args.encoder,
         device=args.device,
+        encoder_backend=args.encoder_backend,
         batch_size=args.batch_size,
         deep=args.deep,
         **_deep_options(args),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from segmenter.checks import at_least, check_k, check_k_range
+from segmenter.encoders.backends import check_backend
 from segmenter.errors import SegmenterError
 from segmenter.finetune.options import DeepOptions
 from segmenter.fuse import DEFAULT_FUSION
@@ -38,6 +39,9 @@ class SegmenterConfig:
         Refine the encoder from the frozen segments and segment again (the deep head).
     deep_options : DeepOptions
         How the encoder is refined.
+    encoder_backend : {"auto", "torch", "torch-bf16", "onnx", "onnx-int8"}
+        How the encoder's forward pass runs (:mod:`segmenter.encoders.backends`); ``auto``
+        keeps torch on a GPU and on a CPU takes the fastest backend that agrees with fp32.
     deep_keep_behaviour : float in [0, 1]
         With ``deep``, keep the refined segments only when they explain at least this share
         of the frozen segments' behaviour separation (mean eta^2 of the scaled behaviour
@@ -62,6 +66,7 @@ class SegmenterConfig:
     max_tokens: int = 128
     encoder: str | None = None
     device: str = "auto"
+    encoder_backend: str = "auto"
     batch_size: int = 64
     deep: bool = False
     deep_options: DeepOptions = field(default_factory=DeepOptions)
@@ -91,6 +96,7 @@ class SegmenterConfig:
             at_least("--min-cluster-size", self.min_cluster_size, 2)
         at_least("--max-tokens", self.max_tokens, 16)
         at_least("--batch-size", self.batch_size, 1)
+        check_backend(self.encoder_backend)
         if not isinstance(self.deep_options, DeepOptions):
             raise SegmenterError(
                 f"deep_options: {type(self.deep_options).__name__} should be a DeepOptions"
@@ -119,6 +125,8 @@ class SegmenterConfig:
             kwargs["k_range"] = tuple(kwargs["k_range"])
         if "fusion_features" in kwargs:
             kwargs["fusion_features"] = tuple(kwargs["fusion_features"])
+        # a model fitted before encoder backends existed ran torch fp32
+        kwargs.setdefault("encoder_backend", "torch")
         if "deep_options" in kwargs:
             kwargs["deep_options"] = DeepOptions.from_dict(kwargs["deep_options"])
         return cls(**kwargs)

@@ -7,6 +7,7 @@ The plug-in boundary is the :class:`Encoder` protocol: anything with an ``identi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -104,6 +105,14 @@ class SentenceTransformerEncoder:
         Texts per forward pass (length-sorted by sentence-transformers).
     show_progress : bool
         tqdm bar while encoding.
+    backend : {"torch", "torch-bf16", "onnx", "onnx-int8", "auto"}
+        How the forward pass runs: torch fp32, torch with bfloat16 autocast, ONNX Runtime fp32
+        or int8 (CPU only; files built once into ``onnx_cache``), or ``auto``: torch on a GPU,
+        on a CPU the fastest backend that passes an agreement check with fp32
+        (:mod:`segmenter.encoders.backends`).
+    onnx_cache : path, optional
+        Folder of the exported ONNX files and of ``auto``'s decisions (default
+        ``~/.cache/segmenter/onnx``).
     """
 
     def __init__(
@@ -113,13 +122,19 @@ class SentenceTransformerEncoder:
         device: str = "auto",
         batch_size: int = 64,
         show_progress: bool = True,
+        backend: str = "torch",
+        onnx_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
         self.device = device
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.backend = backend
+        self.onnx_cache = onnx_cache
         self._st: Any = None
         self._identity: str | None = None
+        self._resolved: str | None = None
+        self._runners: dict[str, Any] = {}
 
     @property
     def path(self) -> str:
@@ -127,9 +142,25 @@ class SentenceTransformerEncoder:
 
     @property
     def identity(self) -> str:
+        """The model folder's identity, plus the backend unless it is torch fp32."""
         if self._identity is None:
-            self._identity = folder_identity(self.path)
+            base = folder_identity(self.path)
+            backend = self.resolved_backend
+            self._identity = base if backend == "torch" else f"{base}+{backend}"
         return self._identity
+
+    @property
+    def resolved_backend(self) -> str:
+        """The backend that runs (``auto`` resolved; see :mod:`segmenter.encoders.backends`)."""
+        if self._resolved is None:
+            self._resolved = resolve_backend(self)
+        return self._resolved
+
+    @property
+    def onnx_root(self) -> Path:
+        from segmenter.encoders.onnx_files import default_root
+
+        return Path(self.onnx_cache) if self.onnx_cache is not None else default_root()
 
     @property
     def st(self) -> Any:
@@ -146,6 +177,11 @@ class SentenceTransformerEncoder:
 
     @property
     def max_seq_length(self) -> int:
+        config = Path(self.path) / "sentence_bert_config.json"
+        if self._st is None and config.is_file():  # the ONNX backends need not load torch's
+            length = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+            if isinstance(length, int):
+                return length
         return int(self.st.max_seq_length)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -160,14 +196,62 @@ class SentenceTransformerEncoder:
         if len(texts) == 0:
             dim = self.st.get_embedding_dimension()
             return np.zeros((0, dim), dtype=np.float32)
-        vectors = self.st.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress and len(texts) > self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return self.encode_with(self.resolved_backend, texts)
+
+    def encode_with(self, backend: str, texts: Sequence[str]) -> np.ndarray:
+        """Encode with a given (resolved) backend: unit float32 rows, shape (n_texts, dim)."""
+        if backend in ("onnx", "onnx-int8"):
+            if backend not in self._runners:
+                from segmenter.encoders.onnx_files import load_model
+                from segmenter.encoders.onnx_runner import OnnxRunner
+
+                length = self.max_seq_length
+                file = load_model(self.onnx_root, folder_identity(self.path), backend,
+                                  self.path, length)  # fmt: skip
+                self._runners[backend] = OnnxRunner(file, self.path, length)
+            return self._runners[backend].encode(list(texts), self.batch_size)
+        with torch_autocast(self.st.device.type, bf16=backend == "torch-bf16"):
+            vectors = self.st.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                show_progress_bar=self.show_progress and len(texts) > self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if backend == "torch-bf16":  # normalized in bfloat16: renormalize in float32
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+
+def torch_autocast(device_type: str, *, bf16: bool) -> Any:
+    """``torch.autocast`` to bfloat16 when ``bf16``, else a no-op context."""
+    import contextlib
+
+    import torch
+
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+def resolve_backend(encoder: SentenceTransformerEncoder) -> str:
+    """The backend an encoder runs: ``auto`` -> torch on a GPU, else the agreement check."""
+    from segmenter.encoders.backends import check_backend, choose_backend
+
+    backend = check_backend(encoder.backend)
+    device = resolve_device(encoder.device)
+    if device != "cpu":
+        if backend.startswith("onnx"):
+            raise SegmenterError(
+                f"--encoder-backend: '{backend}' runs on the CPU; with --device {device} "
+                f"use torch, torch-bf16 or auto"
+            )
+        return "torch" if backend == "auto" else backend
+    if backend != "auto":
+        return backend
+    base = folder_identity(encoder.path)
+    return choose_backend(base, encoder.encode_with, encoder.onnx_root)
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -223,6 +307,11 @@ class EmbeddingCache:
         name = hashlib.sha256(keys.tobytes()).hexdigest()[:16]
         with atomic_path(folder / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, keys=keys, vectors=vectors.astype(np.float32))
+
+
+def onnx_cache_of(cache: EmbeddingCache | None) -> Path | None:
+    """Where the encoder's ONNX files go: ``<embedding cache>/onnx`` (``None``: the default)."""
+    return None if cache is None else Path(cache.root) / "onnx"
 
 
 def embed_documents(

@@ -24,7 +24,13 @@ from segmenter.cluster import DensityClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData
 from segmenter.documents import DocumentRecipe
-from segmenter.embed import EmbeddingCache, Encoder, SentenceTransformerEncoder, embed_documents
+from segmenter.embed import (
+    EmbeddingCache,
+    Encoder,
+    SentenceTransformerEncoder,
+    embed_documents,
+    onnx_cache_of,
+)
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler, feature_factor, fuse
 from segmenter.quality import behaviour_separation, clustering_quality
@@ -107,6 +113,8 @@ class Segmenter:
                 device=cfg.device,
                 batch_size=cfg.batch_size,
                 show_progress=self.progress,
+                backend=cfg.encoder_backend,
+                onnx_cache=onnx_cache_of(self.cache),
             )
         return self.encoder
 

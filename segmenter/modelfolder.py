@@ -14,7 +14,13 @@ from segmenter.cluster import DensityClusterer, KMeansClusterer
 from segmenter.cluster.tiered import TieredClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.documents import DocumentRecipe
-from segmenter.embed import DEFAULT_ENCODER, Encoder, SentenceTransformerEncoder, folder_identity
+from segmenter.embed import (
+    DEFAULT_ENCODER,
+    Encoder,
+    SentenceTransformerEncoder,
+    folder_identity,
+    onnx_cache_of,
+)
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler
 from segmenter.persist import FORMAT, MODEL_FILE, load_stage, read_model_file, save_stage
@@ -98,6 +104,8 @@ def load_model(
             device=device,
             batch_size=config.batch_size,
             show_progress=progress,
+            backend=config.encoder_backend,
+            onnx_cache=onnx_cache_of(cache),
         )
     if model.encoder.identity != ref["identity"]:
         logger.warning(
