@@ -72,7 +72,9 @@ SIZES: dict[str, Sizes] = {
 }
 
 
-def load_encoder(spec: str = DEFAULT_ENCODER_SPEC, *, batch_size: int = 64) -> Encoder:
+def load_encoder(
+    spec: str = DEFAULT_ENCODER_SPEC, *, batch_size: int = 64, backend: str = "torch"
+) -> Encoder:
     """Build the benchmark's encoder from a spec that a subprocess can rebuild too.
 
     Parameters
@@ -82,10 +84,13 @@ def load_encoder(spec: str = DEFAULT_ENCODER_SPEC, *, batch_size: int = 64) -> E
         ``"module:callable"`` naming a zero-argument factory of an :class:`Encoder`.
     batch_size : int
         Texts per forward pass of the default encoder.
+    backend : str
+        How the default encoder runs (``--encoder-backend``): torch fp32 for the quality
+        sections, the shipped default (``auto``) where our chain is timed.
     """
     if spec == DEFAULT_ENCODER_SPEC:
         return SentenceTransformerEncoder(
-            None, device="cpu", batch_size=batch_size, show_progress=False
+            None, device="cpu", batch_size=batch_size, show_progress=False, backend=backend
         )
     module, _, name = spec.partition(":")
     if not module or not name:
