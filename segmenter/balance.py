@@ -265,6 +265,7 @@ def choose_tiers(
     pairs: np.ndarray,
     check: ValueCheck | None,
     past_taste: np.ndarray | None = None,
+    past_weights: np.ndarray | None = None,
     n_restarts: int = 10,
     random_state: int = 0,
 ) -> tuple[int, list[dict[str, float]]]:
@@ -287,6 +288,8 @@ def choose_tiers(
         value side of each tier count is scored with it, so that no segment is told by what a
         customer bought after the cut-off (documents of the whole history are a leak: more
         purchases later make a document longer). Default ``X[check.rows]``, leak included.
+    past_weights : ndarray of shape (len(check.rows),), optional
+        Their :func:`activity` at the cut-off (default ``weights[check.rows]``).
 
     Returns
     -------
@@ -329,7 +332,7 @@ def choose_tiers(
         taste_on = by_taste > MIN_LIFT * everyone
     rows: list[dict[str, float]] = []
     rows_x = X[check.rows] if past_taste is None else past_taste
-    rows_w = weights[check.rows]
+    rows_w = weights[check.rows] if past_weights is None else past_weights
     for t, labels in taste_labels.items():
         if not taste_on:
             taste = float("nan")

@@ -100,6 +100,7 @@ def layout(
     n = len(X)
     rng = np.random.default_rng(random_state)
     sq, idx = nearest(X, X, min(n_neighbors, n))
+    sq, idx = _self_first(sq, idx)
     graph = fuzzy_graph(np.sqrt(sq), idx)
     head, tail, w = graph.row, graph.col, graph.data
     Y = _start(X, rng)
@@ -155,3 +156,17 @@ def _start(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         Y = np.column_stack([centred[:, 0], np.zeros(len(X))])
     span = np.maximum(np.abs(Y).max(axis=0), 1e-12)
     return 10.0 * Y / span + rng.normal(scale=1e-4, size=Y.shape)
+
+
+def _self_first(sq: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's own index in column 0, as :func:`fuzzy_graph` expects: identical points tie
+    at distance 0, so FAISS may list a duplicate first or leave the point itself out."""
+    sq, idx = sq.copy(), idx.copy()
+    rows = np.arange(len(idx))
+    wrong = np.flatnonzero(idx[:, 0] != rows)
+    for i in wrong:
+        where = np.flatnonzero(idx[i] == i)
+        j = int(where[0]) if len(where) else idx.shape[1] - 1  # absent: it replaces the last
+        idx[i, 1 : j + 1], sq[i, 1 : j + 1] = idx[i, :j].copy(), sq[i, :j].copy()
+        idx[i, 0], sq[i, 0] = i, 0.0
+    return sq, idx

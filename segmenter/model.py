@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,11 +52,15 @@ VALUE_TIERS = 4
 MAP_SAMPLE = 5_000
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (``ru_maxrss``: KiB on Linux)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1.024 / 1e3, 1)
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MB (``ru_maxrss``: KiB on Linux, bytes
+    on macOS); None where the platform has no ``resource`` module (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 1e6 if sys.platform == "darwin" else peak * 1.024 / 1e3, 1)
 
 
 class Segmenter:
@@ -130,7 +135,7 @@ class Segmenter:
         """
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
-        self.peak_rss_mb_: dict[str, float] = {}
+        self.peak_rss_mb_: dict[str, float | None] = {}
         n_users = data.n_users
         if cfg.method == "kmeans" and cfg.k != "auto":
             check_enough(n_users, int(cfg.k))
@@ -308,7 +313,7 @@ class Segmenter:
                 self.k_, self.k_curve_ = segment.resolve_k(cfg, shown)
                 self.clusterer_, self.balance_ = segment.fit_tiers(
                     taste, score, features, events, past.check if past else check, cfg,
-                    self.k_, past_taste,
+                    self.k_, past_taste, past.weights if past else None,
                 )  # fmt: skip
                 _, confidence, distance = self.clusterer_.predict(taste, score)
         labels = self.clusterer_.labels_

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import resource
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from segmenter import io
+from segmenter.model import peak_rss_mb
 
 if TYPE_CHECKING:
     from segmenter.data import EventData
@@ -37,12 +37,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(usage / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def default_out(root: str | Path = "reports") -> Path:
@@ -86,7 +80,7 @@ def run_metadata(model: Segmenter, data: EventData, extra: dict[str, Any]) -> di
             else None,
             "umap_dims": model.config_.umap_dims if model.reducer_ is not None else 0,
             "umap_fitted_on_sample": bool(sampled),
-            "umap_sample_size": model.config_.umap_sample if sampled else None,
+            "umap_sample_size": (model.reducer_ or model.map_).sample_size if sampled else None,
         },
         "balance": model.balance_,
         "clustering": {"method": model.config_.method, "faiss_gpu": _faiss_gpu(model)},

@@ -43,6 +43,7 @@ class Past(NamedTuple):
     check: ValueCheck  # the sample (:func:`~segmenter.balance.sample_check`)
     changed: np.ndarray  # bool, per sampled customer: their document then differs from now
     documents: list[str]  # the documents then of those whose document changed
+    weights: np.ndarray  # their activity then (:func:`~segmenter.balance.activity`)
 
 
 class Behaviour(NamedTuple):
@@ -121,8 +122,10 @@ def past_documents(
     Only documents that changed need encoding again.
     """
     check = sample_check(check, VALUE_SAMPLE, seed)
-    before = events.filter(pl.col("timestamp") < check.cutoff)
     users_then = pl.DataFrame({"user_id": documents["user_id"].gather(check.rows)})
+    before = events.filter(
+        (pl.col("timestamp") < check.cutoff) & pl.col("user_id").is_in(users_then["user_id"])
+    )
     features = behaviour_features(
         before, as_of=check.cutoff, channels=recipe.channels_, median_gap=recipe.median_gap_
     )
@@ -131,7 +134,7 @@ def past_documents(
     now = documents["document"].gather(check.rows).to_numpy()
     changed = then != now
     logger.debug("value check: %d of %d documents differ at the cut-off", changed.sum(), len(now))
-    return Past(check, changed, then[changed].tolist())
+    return Past(check, changed, then[changed].tolist(), activity(features))
 
 
 def past_embedding(
@@ -154,6 +157,7 @@ def fit_tiers(
     cfg: SegmenterConfig,
     k: int,
     past_taste: np.ndarray | None = None,
+    past_weights: np.ndarray | None = None,
 ) -> tuple[TieredClusterer, dict[str, Any]]:
     """Choose the tier count (unless ``cfg.value_tiers`` fixes it) and fit the segments.
 
@@ -173,6 +177,7 @@ def fit_tiers(
         pairs = purchase_pairs(events, features["user_id"].to_list())
         n_tiers, curve = choose_tiers(
             taste, score, weights, k, pairs=pairs, check=check, past_taste=past_taste,
+            past_weights=past_weights,
             n_restarts=max(1, cfg.n_restarts // 3), random_state=cfg.seed,
         )  # fmt: skip
         chosen_by = "data"

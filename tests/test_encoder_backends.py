@@ -13,7 +13,12 @@ import pytest
 from benchmarks.metrics import hungarian_accuracy
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData
-from segmenter.embed import EmbeddingCache, SentenceTransformerEncoder, packaged_model_path
+from segmenter.embed import (
+    SMALL_BATCH,
+    EmbeddingCache,
+    SentenceTransformerEncoder,
+    packaged_model_path,
+)
 from segmenter.encoders import onnx_files
 from segmenter.encoders.backends import (
     MEAN_COSINE_FLOOR,
@@ -66,6 +71,21 @@ def test_backend_agrees_with_fp32(
     # caches never mix vectors of two backends
     assert enc.identity.endswith("+" + backend)
     assert enc.identity.split("+")[0] == encoder("torch", onnx_root).identity
+
+
+def test_auto_places_a_few_texts_through_the_onnx_fp32_graph(
+    onnx_root: Path, fp32: np.ndarray
+) -> None:
+    enc = encoder("auto", onnx_root)
+    few = enc.encode(DOCS[:SMALL_BATCH])  # one customer at a time: no torch overhead
+    assert enc._small_onnx is True
+    assert agreement(fp32[:SMALL_BATCH], few)["min_cosine"] >= 0.9999  # fp32's vectors
+    many = enc.encode(DOCS)  # a batch runs on the backend auto chose
+    assert agreement(fp32, many)["mean_cosine"] >= MEAN_COSINE_FLOOR
+    # a fixed backend is never swapped
+    fixed = encoder("torch-bf16", onnx_root)
+    fixed.encode(DOCS[:2])
+    assert fixed._small_onnx is None
 
 
 def test_onnx_file_is_reused_and_rebuilt_when_damaged(
@@ -133,19 +153,26 @@ class Noisy:
 def test_auto_accepts_only_a_backend_that_agrees(tmp_path: Path) -> None:
     flags = frozenset({"avx512_vnni", "amx_bf16"})
     bad_bf16 = Noisy({"torch-bf16": 0.5, "onnx-int8": 0.005})
-    assert choose_backend("enc:a", bad_bf16, tmp_path, flags) == "onnx-int8"
-    assert bad_bf16.calls == ["torch", "torch-bf16", "onnx-int8"]
+    assert choose_backend("enc:a", bad_bf16, tmp_path, flags) == "torch"
+    # int8 stays opt-in: auto never exports and quantizes a model only to refuse it
+    assert bad_bf16.calls == ["torch", "torch-bf16"]
     # the decision is stored: a second run does not check again
-    assert choose_backend("enc:a", bad_bf16, tmp_path, flags) == "onnx-int8"
-    assert len(bad_bf16.calls) == 3
-    # int8 at the cosine of today's int8 file (about 0.997) is refused -> fp32
-    int8_only = frozenset({"avx2"})
-    assert choose_backend("enc:b", Noisy({"onnx-int8": 0.08}), tmp_path, int8_only) == "torch"
-    # a CPU without the flags tries nothing
-    plain = Noisy({})
-    assert choose_backend("enc:c", plain, tmp_path, frozenset({"sse4_2"})) == "torch"
-    assert plain.calls == ["torch"]
+    assert choose_backend("enc:a", bad_bf16, tmp_path, flags) == "torch"
+    assert len(bad_bf16.calls) == 2
+    # a CPU without the bf16 flags tries nothing
+    for name, cpu in (("enc:b", frozenset({"avx2"})), ("enc:c", frozenset({"sse4_2"}))):
+        plain = Noisy({})
+        assert choose_backend(name, plain, tmp_path, cpu) == "torch"
+        assert plain.calls == ["torch"]
     assert choose_backend("enc:d", Noisy({"torch-bf16": 0.001}), tmp_path, flags) == "torch-bf16"
+
+    # a candidate that cannot run here is skipped, not fatal
+    def broken(backend: str, texts: list[str]) -> np.ndarray:
+        if backend != "torch":
+            raise RuntimeError("no bf16 kernels")
+        return Noisy({})(backend, texts)
+
+    assert choose_backend("enc:e", broken, tmp_path, flags) == "torch"
 
 
 def test_bad_backend_is_an_error(tmp_path: Path) -> None:

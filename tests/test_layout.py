@@ -11,9 +11,9 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from segmenter.cluster.kmeans import ONE_THREAD_POINTS, faiss_threads, kmeans_centroids
+from segmenter.cluster.kmeans import ONE_THREAD_POINTS, faiss_threads, kmeans_centroids, nearest
 from segmenter.errors import SegmenterError
-from segmenter.layout import curve_params, fuzzy_graph, layout
+from segmenter.layout import _self_first, curve_params, fuzzy_graph, layout
 from segmenter.reduce import Reducer
 
 
@@ -111,3 +111,15 @@ def test_restarts_on_a_sample_then_all_points_still_find_the_blobs(
     # seeded: the same sample and the same centres
     again = kmeans.kmeans_centroids(X, 5, np.ones(len(X)), n_restarts=4, random_state=0)
     assert np.array_equal(centres, again)
+
+
+def test_identical_points_keep_themselves_first_in_the_graph() -> None:
+    # triplets of identical points: FAISS may list a twin before the point itself
+    X = np.repeat(np.random.default_rng(3).normal(size=(60, 5)), 3, axis=0).astype(np.float32)
+    sq, idx = nearest(X, X, 6)
+    sq, idx = _self_first(sq, idx)
+    assert (idx[:, 0] == np.arange(len(X))).all()
+    assert all(len(set(row)) == len(row) for row in idx.tolist())
+    assert (np.diff(sq, axis=1) >= -1e-6).all()
+    Y = layout(X, n_neighbors=6, n_epochs=30, random_state=0)
+    assert np.isfinite(Y).all() and Y.shape == (180, 2)

@@ -59,14 +59,11 @@ def cpu_flags() -> frozenset[str]:
 
 
 def candidates(flags: frozenset[str]) -> list[str]:
-    """Backends worth trying on a CPU with these flags: bf16 first (it holds fp32's segments
-    and needs no export), then int8."""
-    out = []
-    if flags & BF16_FLAGS:
-        out.append("torch-bf16")
-    if flags & INT8_FLAGS:
-        out.append("onnx-int8")
-    return out
+    """Backends worth trying on a CPU with these flags: bf16 (it holds fp32's segments and
+    needs no export). int8 ONNX stays opt-in: its vectors (mean cosine 0.997) are below the
+    agreement floor on every document set measured, so trying it would only export and
+    quantize a model to reject it."""
+    return ["torch-bf16"] if flags & BF16_FLAGS else []
 
 
 def check_documents(n: int = 64, seed: int = 0) -> list[str]:
@@ -136,7 +133,11 @@ def choose_backend(
     reference = encode("torch", texts)
     chosen, tried = "torch", {}
     for backend in candidates(flags):
-        tried[backend] = scores = agreement(reference, encode(backend, texts))
+        try:
+            tried[backend] = scores = agreement(reference, encode(backend, texts))
+        except (SegmenterError, RuntimeError, OSError) as exc:  # e.g. no bf16 kernels here
+            logger.warning("encoder backend %s cannot run here (%s); not used", backend, exc)
+            continue
         if passes(scores):
             chosen = backend
             break

@@ -165,9 +165,11 @@ def quantize_int8(source: Path, out: Path) -> None:
 
     graph = onnx.load(str(source), load_external_data=False).graph
     keep = [n.name for n in graph.node if n.op_type == "MatMul" and INT8_FP32_NODES.search(n.name)]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantizer logs every tensor on the root
+    # the quantizer logs every tensor through the root logger: filter its records out there
+    # rather than change the level of a logger the library does not own
+    quiet = _BelowWarning()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
     try:
         quantize_dynamic(
             str(source),
@@ -178,7 +180,13 @@ def quantize_int8(source: Path, out: Path) -> None:
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
-        root.setLevel(level)
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(quiet)
+
+
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name != "root"
 
 
 def _pooled_module(model: Any, names: list[str]) -> Any:
