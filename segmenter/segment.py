@@ -123,8 +123,8 @@ def past_documents(
     """
     check = sample_check(check, VALUE_SAMPLE, seed)
     users_then = pl.DataFrame({"user_id": documents["user_id"].gather(check.rows)})
-    before = events.filter(
-        (pl.col("timestamp") < check.cutoff) & pl.col("user_id").is_in(users_then["user_id"])
+    before = events.filter(pl.col("timestamp") < check.cutoff).join(
+        users_then, on="user_id", how="semi"
     )
     features = behaviour_features(
         before, as_of=check.cutoff, channels=recipe.channels_, median_gap=recipe.median_gap_
