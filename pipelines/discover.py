@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default: torch on a GPU; on a CPU torch-bf16 or onnx-int8 when it agrees "
         "with fp32 at mean cosine >= 0.999), torch, torch-bf16, onnx or onnx-int8",
     )
+    e.add_argument(
+        "--pooling",
+        default=d.pooling,
+        help="auto (default: pieces, or document with --deep), pieces (each distinct item, "
+        "category and text encoded once, averaged per customer) or document (each document "
+        "encoded whole)",
+    )
     e.add_argument("--batch-size", type=int, default=d.batch_size, help="texts per forward pass")
     e.add_argument("--max-tokens", type=int, default=d.max_tokens, help="token budget per document")
     o = p.add_argument_group("output")
@@ -142,6 +149,7 @@ def main(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         device=args.device,
         encoder_backend=args.encoder_backend,
+        pooling=args.pooling,
         batch_size=args.batch_size,
         deep=args.deep,
         **_deep_options(args),

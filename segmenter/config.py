@@ -14,6 +14,8 @@ from segmenter.fuse import DEFAULT_FUSION
 
 Method = Literal["kmeans", "hdbscan"]
 METHODS: tuple[str, ...] = ("kmeans", "hdbscan")
+#: how documents become vectors (:mod:`segmenter.encoders.pieces`)
+POOLINGS: tuple[str, ...] = ("auto", "pieces", "document")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class SegmenterConfig:
     encoder_backend : {"auto", "torch", "torch-bf16", "onnx", "onnx-int8"}
         How the encoder's forward pass runs (:mod:`segmenter.encoders.backends`); ``auto``
         keeps torch on a GPU and on a CPU takes the fastest backend that agrees with fp32.
+    pooling : {"auto", "pieces", "document"}
+        ``document`` encodes each customer's document whole; ``pieces`` encodes each distinct
+        item, category, search and review once and averages them per customer
+        (:mod:`segmenter.encoders.pieces`: the same segments at a fraction of the encoder's
+        work); ``auto`` is ``pieces`` unless ``deep`` (which fine-tunes on whole documents).
     deep_keep_behaviour : float in [0, 1]
         With ``deep``, keep the refined segments only when they explain at least this share
         of the frozen segments' behaviour separation (mean eta^2 of the scaled behaviour
@@ -68,6 +75,7 @@ class SegmenterConfig:
     device: str = "auto"
     encoder_backend: str = "auto"
     batch_size: int = 64
+    pooling: str = "auto"
     deep: bool = False
     deep_options: DeepOptions = field(default_factory=DeepOptions)
     deep_keep_behaviour: float = 0.99
@@ -97,6 +105,13 @@ class SegmenterConfig:
         at_least("--max-tokens", self.max_tokens, 16)
         at_least("--batch-size", self.batch_size, 1)
         check_backend(self.encoder_backend)
+        if self.pooling not in POOLINGS:
+            raise SegmenterError(f"--pooling: {self.pooling!r} is not one of {list(POOLINGS)}")
+        if self.pooling == "pieces" and self.deep:
+            raise SegmenterError(
+                "--pooling: 'pieces' cannot be combined with --deep (the deep head fine-tunes "
+                "the encoder on whole documents); use --pooling auto or document"
+            )
         if not isinstance(self.deep_options, DeepOptions):
             raise SegmenterError(
                 f"deep_options: {type(self.deep_options).__name__} should be a DeepOptions"
@@ -109,6 +124,13 @@ class SegmenterConfig:
 
     def replace(self, **changes: Any) -> SegmenterConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def resolved_pooling(self) -> str:
+        """``pooling`` with ``auto`` resolved: ``document`` with ``deep``, else ``pieces``."""
+        if self.pooling != "auto":
+            return self.pooling
+        return "document" if self.deep else "pieces"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (run.json, the model folder); :meth:`from_dict` reads it back."""
@@ -127,6 +149,7 @@ class SegmenterConfig:
             kwargs["fusion_features"] = tuple(kwargs["fusion_features"])
         # a model fitted before encoder backends existed ran torch fp32
         kwargs.setdefault("encoder_backend", "torch")
+        kwargs.setdefault("pooling", "document")  # ... and encoded whole documents
         if "deep_options" in kwargs:
             kwargs["deep_options"] = DeepOptions.from_dict(kwargs["deep_options"])
         return cls(**kwargs)

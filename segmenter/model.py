@@ -32,6 +32,7 @@ from segmenter.embed import (
     embed_documents,
     onnx_cache_of,
 )
+from segmenter.encoders.pieces import PiecesEncoder
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler, feature_factor, fuse
 from segmenter.quality import behaviour_separation, clustering_quality
@@ -123,6 +124,25 @@ class Segmenter:
             )
         return self.encoder
 
+    def embedder(self) -> Encoder:
+        """What turns documents into vectors: the encoder, or its pooling of document pieces
+        (``config.pooling``, :mod:`segmenter.encoders.pieces`) with the fitted catalogue."""
+        encoder = self._encoder()
+        if self.config_.resolved_pooling != "pieces":
+            return encoder
+        pieces = getattr(self, "_pieces", None)
+        if pieces is None or pieces.base is not encoder:
+            catalogue = getattr(self, "catalogue_", None)
+            known = None if catalogue is None else catalogue.as_dict()
+            pieces = PiecesEncoder(encoder, self.cache, known)
+            self._pieces: PiecesEncoder | None = pieces
+        return pieces
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors of documents as this model embeds them (through its cache), shape
+        (n_texts, dim): what explanations and other engines must use."""
+        return embed_documents(self.embedder(), texts, self.cache)[0]
+
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, data: EventData) -> Segmenter:
         """Discover segments in ``data``.
@@ -151,8 +171,10 @@ class Segmenter:
             if getattr(self, "base_encoder_", None) is not None:
                 self.encoder = self.base_encoder_  # a refit after a deep fit starts from the base
             encoder = self._encoder()
+            self.catalogue_, self._pieces = None, None
+            embedder = self.embedder()
             emb, self.embedding_stats_ = embed_documents(
-                encoder, documents["document"].to_list(), self.cache
+                embedder, documents["document"].to_list(), self.cache
             )
         self.scaler_ = FeatureScaler(cfg.fusion_features).fit(features)
         scaled = self.scaler_.transform(features)
@@ -166,7 +188,9 @@ class Segmenter:
                     self.recipe_, data.events, documents, data.users, check, cfg.seed
                 )
         behaviour = Behaviour(data.events, features, scaled, score, check, past)
-        segmented = self._segment(emb, behaviour, encoder)
+        segmented = self._segment(emb, behaviour, embedder)
+        if isinstance(embedder, PiecesEncoder):
+            self.catalogue_ = embedder.learn(documents["document"].to_list())
         if cfg.deep:
             segmented = self._deep(encoder, documents, emb, behaviour, segmented)
         reduced, labels = segmented.reduced, segmented.labels
@@ -392,7 +416,7 @@ class Segmenter:
             documents = self.recipe_.documents(data.events, features, data.users)
         with self._stage("embed", timings):
             texts = documents["document"].to_list()
-            emb, _ = embed_documents(self._encoder(), texts, self.cache)
+            emb = self.embed(texts)
         with self._stage("fuse", timings):
             score = self.value_axis_.transform(features)
             fused = None

@@ -21,6 +21,7 @@ from segmenter.embed import (
     folder_identity,
     onnx_cache_of,
 )
+from segmenter.encoders.pieces import Catalogue
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler
 from segmenter.persist import FORMAT, MODEL_FILE, load_stage, read_model_file, save_stage
@@ -40,7 +41,10 @@ STAGES: dict[str, type[Any]] = {
     "map": Reducer,
     "clusterer": KMeansClusterer,
     "taste": KMeansClusterer,
+    "catalogue": Catalogue,
 }
+#: stages a model may lack: the fused reduction (HDBSCAN), the catalogue (whole documents)
+OPTIONAL = ("reducer", "catalogue")
 CLUSTERERS: dict[str, type[Any]] = {
     cls.__name__: cls for cls in (KMeansClusterer, DensityClusterer, TieredClusterer)
 }
@@ -128,8 +132,8 @@ def _restore(model: Segmenter, state: dict[str, Any], folder: Path, config: Any)
         raise ValueError(f"clusterer_kind {kind!r} is not one of {list(CLUSTERERS)}")
     classes = {**STAGES, "clusterer": CLUSTERERS[kind]}
     saved = state["stages"]
-    for name, cls in classes.items():  # only the fused reduction (HDBSCAN) is optional
-        if name in saved or name != "reducer":
+    for name, cls in classes.items():
+        if name in saved or name not in OPTIONAL:
             stage = load_stage(folder, name, saved.get(name), cls)
         else:
             stage = None

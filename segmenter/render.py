@@ -79,16 +79,27 @@ def _value(facts: Mapping[str, Any]) -> str:
     return V.LIST_SEP.join(words) + V.END
 
 
+def piece(text: str, sep: str) -> str:
+    """``text`` without the separator it is listed with (inside or at its ends), so that a
+    document splits back into exactly its pieces
+    (:func:`segmenter.encoders.pieces.split_pieces`); "" when nothing else is left."""
+    while sep in text:
+        text = text.replace(sep, " ")
+    return text.strip(sep + " ")
+
+
 def _shares(labels: list[str] | None, shares: list[int] | None) -> list[str] | None:
     if labels is None or shares is None:
         return None
-    return [f"{label} ({share}%)" for label, share in zip(labels, shares, strict=True)]
+    pairs = [(piece(label, V.LIST_SEP), s) for label, s in zip(labels, shares, strict=True)]
+    return [f"{label} ({share}%)" for label, share in pairs if label]
 
 
 def _list(label: str, values: list[str] | None) -> str | None:
     if not values:
         return None
-    return label + V.LIST_SEP.join(values) + V.END
+    kept = [p for p in (piece(v, V.LIST_SEP) for v in values) if p]
+    return label + V.LIST_SEP.join(kept) + V.END if kept else None
 
 
 def _habits(facts: Mapping[str, Any], timing: bool, channels: bool) -> str | None:
@@ -121,4 +132,5 @@ def _rating(rating: str | None) -> str | None:
 def _quotes(label: str, texts: list[str] | None, sep: str, quote: str) -> str | None:
     if not texts:
         return None
-    return label + quote + sep.join(texts) + quote + V.END
+    kept = [p for p in (piece(t, sep) for t in texts) if p]
+    return label + quote + sep.join(kept) + quote + V.END if kept else None

@@ -392,7 +392,7 @@ def test_deep_segments_that_lose_the_behaviour_are_not_kept(
     data = load_events(tables["events"], users=tables["users"])
     cfg = SegmenterConfig(k="auto", value_tiers=2, umap_dims=0, pca_dims=8, max_tokens=64,
                           feature_weight=1.0)  # fmt: skip
-    frozen = Segmenter(cfg, progress=False).fit(data)
+    frozen = Segmenter(cfg.replace(pooling="document"), progress=False).fit(data)
     model = Segmenter(cfg.replace(deep=True), progress=False).fit(data)
     report = model.deep_report_
     assert report["accepted"] is False and report["behaviour_check"] is True
@@ -527,7 +527,7 @@ def test_text_only_fine_tuning_is_judged_on_held_out_customers(
 
     monkeypatch.setattr(Segmenter, "_deep", snapshot)
     cfg = SegmenterConfig(k=3, value_tiers=1, pca_dims=8, max_tokens=64, n_restarts=3)
-    frozen = Segmenter(cfg, encoder=encoder, progress=False).fit(data)
+    frozen = Segmenter(cfg.replace(pooling="document"), encoder=encoder, progress=False).fit(data)
     model = Segmenter(cfg.replace(deep=True), encoder=encoder, progress=False).fit(data)
     report = model.deep_report_
     # trained on the taste groups of 80% of the customers, judged on the other 20%
