@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--pooling",
         default=d.pooling,
-        help="auto (default: pieces, or document with --deep), pieces (each distinct item, "
+        help="auto (default: document), pieces (each distinct item, "
         "category and text encoded once, averaged per customer) or document (each document "
         "encoded whole)",
     )

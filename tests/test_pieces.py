@@ -121,15 +121,16 @@ def test_pieces_with_deep_is_a_one_line_error() -> None:
     with pytest.raises(SegmenterError, match=r"--pooling: 'mean' is not one of"):
         SegmenterConfig(pooling="mean").validate()
     assert SegmenterConfig(deep=True).resolved_pooling == "document"
-    assert SegmenterConfig().resolved_pooling == "pieces"
+    assert SegmenterConfig().resolved_pooling == "document"
+    assert SegmenterConfig(pooling="pieces").resolved_pooling == "pieces"
 
 
 def test_saved_model_places_its_customers_as_fitted_without_encoding_known_items(
     small_data: EventData, tmp_path: Path
 ) -> None:
     base = CountingEncoder()
-    model = Segmenter(SegmenterConfig(k=4, seed=0), encoder=base, progress=False)
-    model.fit(small_data)
+    config = SegmenterConfig(k=4, seed=0, pooling="pieces")
+    model = Segmenter(config, encoder=base, progress=False).fit(small_data)
     model.save(tmp_path / "model")
     base.seen.clear()
     loaded = Segmenter.load(tmp_path / "model", encoder=base, progress=False)
