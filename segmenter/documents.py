@@ -128,7 +128,9 @@ class DocumentRecipe:
     n_texts : int
         How many of the customer's own texts (most recent first) to quote.
     text_chars : int
-        Characters kept of each quoted text.
+        Characters kept of each quoted text and of each search (a text-only customer's one
+        search is all there is to know of them: cut at 60 characters, Banking77 lost 4 ACC
+        points against plain text, BENCHMARKS.md "Searches cut like texts").
     tokenizer_path : path, optional
         ``tokenizer.json`` of the encoder; defaults to the packaged MiniLM tokenizer.
     sections : sequence of str

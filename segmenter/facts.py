@@ -34,7 +34,6 @@ FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 #: Share of a customer's events from which a channel is named.
 CHANNEL_SHARE = 0.25
 SEARCHES = 3
-SEARCH_CHARS = 60
 #: Features the facts are computed from.
 FEATURES = (
     *VALUE_WORDS,
@@ -81,7 +80,7 @@ def facts_frame(
         _channels(ev),
         _attributes(recipe, users),
         _rating(feats),
-        _texts(ev, True, SEARCHES, SEARCH_CHARS, "searches"),
+        _texts(ev, True, SEARCHES, recipe.text_chars, "searches"),
         _texts(ev, False, recipe.n_texts, recipe.text_chars, "writes"),
     ]
     plan = feats.select("user_id").with_row_index("_row")

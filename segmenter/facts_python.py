@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from segmenter.facts import CHANNEL_SHARE, FEATURES, SEARCH_CHARS, SEARCHES, FittedFacts
+from segmenter.facts import CHANNEL_SHARE, FEATURES, SEARCHES, FittedFacts
 from segmenter.privacy import mask_python
 from segmenter.textops import WHITESPACE, PolarsOnly, lower, round_rating, squash
 from segmenter.vocabulary import DAYPARTS, VALUE_WORDS
@@ -72,7 +72,7 @@ def python_facts(
                 if uid in attributes
                 else None,
                 "rating": round_rating(f["mean_rating"]) if f["n_reviews"] > 0 else None,
-                "searches": _texts(c.searches, SEARCHES, SEARCH_CHARS),
+                "searches": _texts(c.searches, SEARCHES, recipe.text_chars),
                 "writes": _texts(c.writes, recipe.n_texts, recipe.text_chars),
             }
         )
