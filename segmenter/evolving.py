@@ -116,3 +116,14 @@ def _step(
         labels[nxt : nxt + born] = ix["Fitness fan"]
         nxt += born
     return labels, nxt
+
+
+def same_distribution(n_customers: int = 300, *, seed: int = 0) -> dict[str, pl.DataFrame]:
+    """Period 0 drawn again: the same customers and archetypes, fresh behaviour (a period the
+    drift check should call stable)."""
+    first = evolve(n_customers, periods=1, seed=seed)[0]
+    labels = np.full(first.truth.height, -1)
+    ix = {n: i for i, n in enumerate(NAMES)}
+    labels[:] = [ix[a] for a in first.truth["archetype"].to_list()]
+    return generate(len(labels), seed=seed * 100 + 99, end=first.end, archetypes=ARCHES,
+                    labels=labels)  # fmt: skip

@@ -198,3 +198,17 @@ def _history(model: Segmenter, history: pl.DataFrame | None, rid: str, end: str)
         model.assignments_, model.features_, model.segment_names_, run=rid, period_end=end
     )
     return hist.append(history, rows)
+
+
+def as_previous(model: Segmenter, data: EventData, lineage: Lineage) -> PreviousRun:
+    """A fitted and carried model as the previous run of the next one, without a run folder
+    (chains of refits in memory: benchmarks, notebooks)."""
+    from pathlib import Path
+
+    sizes = model.assignments_.group_by("segment", "segment_name").agg(pl.len().alias("size"))
+    segments = sizes.select(
+        pl.col("segment").alias("id"), pl.col("segment_name").alias("name"), "size"
+    ).sort("id")
+    meta = {"data": data.summary(), "lineage": lineage.summary}
+    return PreviousRun(Path("<memory>"), model.assignments_, model.features_, segments,
+                       lineage.history, meta)  # fmt: skip
