@@ -135,6 +135,21 @@ def _deep_options(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def previous_drift(previous: Any, data: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The drift check of the previous run's model on the new data (for the report), or None
+    when that model cannot be loaded or has no drift reference (saved by an older version)."""
+    from segmenter.lineage.drift import check_drift
+    from segmenter.model import Segmenter
+
+    try:
+        old = Segmenter.load(previous.model_dir, cache=cache_from_args(args), device=args.device,
+                             progress=not args.quiet)  # fmt: skip
+        return check_drift(old, data, previous=previous.assignments).to_dict()
+    except SegmenterError as exc:
+        logger.warning("no drift check against the previous run: %s", exc)
+        return None
+
+
 def main(args: argparse.Namespace) -> int:
     from segmenter.config import SegmenterConfig
     from segmenter.lineage import carry_forward, load_previous
@@ -171,6 +186,8 @@ def main(args: argparse.Namespace) -> int:
     model = Segmenter(config, cache=cache_from_args(args), progress=not args.quiet)
     model.fit(data)
     lineage = carry_forward(model, data, previous)
+    if previous is not None:
+        lineage.summary["drift"] = previous_drift(previous, data, args)
     write_run(model, data, out, force=args.force, report=not args.no_report,
               tables=lineage.tables(), extra={"lineage": lineage.summary})  # fmt: skip
     sizes = model.assignments_["segment_name"].value_counts(sort=True)

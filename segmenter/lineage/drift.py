@@ -27,7 +27,7 @@ BINS = 10
 MAX_VOCABULARY = 50_000
 #: verdict thresholds: PSI of any feature, TVD of segment shares, distance ratio, moved share,
 #: out-of-vocabulary share of events
-THRESHOLDS = {"psi": 0.25, "share_shift": 0.10, "distance_ratio": 1.25, "moved": 0.30, "oov": 0.25}
+THRESHOLDS = {"psi": 0.25, "share_shift": 0.10, "distance_ratio": 1.25, "moved": 0.08, "oov": 0.25}
 _EPS = 1e-4
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from segmenter.report.lineage import since_previous
 from segmenter.report.charts import (
     bar_chart,
     fmt_lift,
@@ -82,6 +83,7 @@ def context(run: RunFolder) -> dict[str, Any]:
         "compare": _compare(rows, colors),
         "heatmap": _heatmap(rows, colors),
         "k_curve": _k_curve(meta),
+        "lineage": since_previous(run.path, meta),
         "map": {
             "shown": run.points.height,
             "total": run.n_customers,
