@@ -23,6 +23,7 @@ from segmenter.lineage import carry_forward
 from segmenter.lineage.carry import as_previous
 from segmenter.lineage.drift import check_drift
 from segmenter.lineage.migrations import moved_share
+from segmenter.lineage.previous import PreviousRun
 from segmenter.model import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ def _majority(assignments: pl.DataFrame, truth: pl.DataFrame) -> dict[str, int]:
 
 def run_synthetic(ctx: BenchContext, n_customers: int) -> dict[str, Any]:
     periods = evolve(n_customers, seed=ctx.seed)
-    previous, models, ids, rows = None, [], [], []
+    previous: PreviousRun | None = None
+    models: list[Segmenter] = []
+    ids: list[dict[str, int]] = []
+    rows: list[dict[str, Any]] = []
     kept = total = right = movers = 0
     for p in periods:
         data = load_events(p.tables["events"], users=p.tables["users"])
@@ -56,22 +60,28 @@ def run_synthetic(ctx: BenchContext, n_customers: int) -> dict[str, Any]:
         now = _majority(model.assignments_, p.truth)
         row: dict[str, Any] = {"period": p.index, "k": k, "customers": data.n_users,
                                "majority_ids": now, **lineage.summary}  # fmt: skip
-        if p.index > 0:
+        if previous is not None:
             before = ids[-1]
             persisting = [a for a in now if a in before]
             ok = [a for a in persisting if now[a] == before[a]]
             kept, total = kept + len(ok), total + len(persisting)
             row["ids_kept"] = f"{len(ok)}/{len(persisting)}"
             moved = p.truth.filter(pl.col("moved"))
-            cells = previous.assignments.select("user_id", pl.col("segment").alias("was")).join(  # type: ignore[union-attr]
-                model.assignments_.select("user_id", pl.col("segment").alias("now")), on="user_id"
-            ).join(moved, on="user_id")
+            cells = (
+                previous.assignments.select("user_id", pl.col("segment").alias("was"))
+                .join(
+                    model.assignments_.select("user_id", pl.col("segment").alias("now")),
+                    on="user_id",
+                )
+                .join(moved, on="user_id")
+            )
             hit = cells.filter(
                 pl.col("was") == pl.col("from_archetype").replace_strict(before, default=-9)
             ).filter(pl.col("now") == pl.col("archetype").replace_strict(now, default=-9))
             right, movers = right + hit.height, movers + moved.height
             row["movers_right"] = f"{hit.height}/{moved.height}"
-            row["drift"] = check_drift(models[-1], data, previous=previous.assignments).to_dict()  # type: ignore[union-attr]
+            drift = check_drift(models[-1], data, previous=previous.assignments)
+            row["drift"] = drift.to_dict()
         planted = PLANTED.get(p.index)
         if planted:
             row["planted"] = planted
@@ -109,6 +119,10 @@ def _events_as_planted(
     }
 
 
+def _share(mask: pl.Series) -> float:
+    return round(int(mask.sum()) / max(mask.len(), 1), 4)
+
+
 def run_retail_months(ctx: BenchContext) -> dict[str, Any]:
     path = ctx.shared_data / RETAIL_FILE
     if not path.is_file():
@@ -131,7 +145,7 @@ def run_retail_months(ctx: BenchContext) -> dict[str, Any]:
                 kept=len(lineage.alignment.matched) if lineage.alignment else 0,
                 new=lineage.summary["new"], retired=lineage.summary["retired"],
                 moved_aligned=lineage.summary["moved_share"],
-                moved_unaligned=round(float((both["segment"] != both["segment_new"]).mean() or 0.0), 4),
+                moved_unaligned=_share(both["segment"] != both["segment_new"]),
                 moved_check=round(moved_share(lineage.migrations), 4),  # type: ignore[arg-type]
                 drift=check_drift(prev_model, data, previous=previous.assignments).verdict,
             )  # fmt: skip

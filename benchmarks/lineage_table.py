@@ -63,8 +63,8 @@ def render_lineage(s: dict[str, Any] | None) -> list[str]:
                 f"| {_pct(r.get('moved_aligned'))} | {_pct(r.get('moved_unaligned'))} "
                 f"| {r.get('drift', '–')} | {r['seconds']} |"
             )
-        lines += ["", "Migrations at the last refit (largest cells):", "",
-                  "| from | to | customers | spend in the month |", "|---|---|---|---|"]  # fmt: skip
+        lines += ["", "Migrations at the last refit (largest cells):", ""]
+        lines += ["| from | to | customers | spend in the month |", "|---|---|---|---|"]
         for m in retail["last_migrations"][:12]:
             lines.append(
                 f"| {m['from_segment']} {m['from_name']} | {m['to_segment']} {m['to_name']} "

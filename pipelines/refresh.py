@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.add_argument("--always", action="store_true", help="refit even when the data is stable")
     p.add_argument(
-        "--deep", action="store_true", help="refit with --deep, from the previous fine-tuned encoder"
+        "--deep",
+        action="store_true",
+        help="refit with --deep, from the previous fine-tuned encoder",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -65,8 +67,9 @@ def main(args: argparse.Namespace) -> int:
         config = config.replace(encoder=str(tuned))
     model = Segmenter(config, cache=cache, progress=not args.quiet).fit(data)
     lineage = carry_forward(model, data, previous)
+    extra = {"lineage": {**lineage.summary, "drift": drift}}
     write_run(model, data, out, force=args.force, report=not args.no_report,
-              tables=lineage.tables(), extra={"lineage": {**lineage.summary, "drift": drift}})  # fmt: skip
+              tables=lineage.tables(), extra=extra)  # fmt: skip
     s = lineage.summary
     print(f"refitted: {model.k_} segments, {s['kept']} kept, {len(s['new'])} new, "
           f"{len(s['retired'])} retired -> {out}")  # fmt: skip

@@ -21,7 +21,8 @@ _BY_NAME = {a.name: a for a in ARCHETYPES}
 _TECH = _BY_NAME["Tech enthusiast"]
 EXTRA = (
     replace(_TECH, name="Gamer", categories={"Gaming": 6, "Music": 1}),
-    replace(_TECH, name="Gadget lover", categories={"Electronics": 6, "Office": 1}, price=1.6),
+    replace(_TECH, name="Gadget lover", categories={"Electronics": 6, "Office": 2}, price=1.6,
+            hour=10, channels=(0.8, 0.15, 0.05), theme="office"),
     Archetype("Fitness fan", 0.1, {"Sports": 6, "Grocery": 1}, 5, 0.8, 0.3, 1.1, 20, 250, 7,
               0.5, (0.3, 0.65, 0.05), 0.3, "value", 0.0, 0.03),
 )  # fmt: skip
@@ -81,8 +82,16 @@ def evolve(
         present = labels >= 0
         uid = np.array([f"C{i:07d}" for i in range(len(labels))])[present]
         now, was = labels[present], before[present]
-        moved = (t > 0) & (was >= 0) & (now != was) & np.array(
-            [PATHS.get(NAMES[w]) == NAMES[n] if w >= 0 else False for w, n in zip(was, now, strict=True)]
+        moved = (
+            (t > 0)
+            & (was >= 0)
+            & (now != was)
+            & np.array(
+                [
+                    PATHS.get(NAMES[w]) == NAMES[n] if w >= 0 else False
+                    for w, n in zip(was, now, strict=True)
+                ]
+            )
         )
         truth = pl.DataFrame({
             "user_id": uid, "archetype": [NAMES[i] for i in now], "moved": moved,
@@ -100,7 +109,9 @@ def _step(
     alive = np.flatnonzero(labels >= 0)
     # a share ``migrate`` of all returning customers moves: drawn among those with a path
     eligible = alive[[NAMES[labels[i]] in PATHS for i in alive]]
-    movers = eligible[rng.random(eligible.size) < min(1.0, migrate * alive.size / max(eligible.size, 1))]
+    movers = eligible[
+        rng.random(eligible.size) < min(1.0, migrate * alive.size / max(eligible.size, 1))
+    ]
     for i in movers:
         target = PATHS.get(NAMES[labels[i]])
         if target is not None:

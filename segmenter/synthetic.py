@@ -280,12 +280,12 @@ def generate(
     ).with_columns(pl.col("timestamp").cast(pl.Datetime("us")))
     all_events = all_events.sort(["user_id", "timestamp", "event_type", "item_id"])
     users = _users(rng, arche, label, uid, first_day, end)
-    labels = pl.DataFrame(
+    planted = pl.DataFrame(
         {"user_id": uid, "segment": label, "archetype": np.array([a.name for a in arche])[label]}
     )
     cols = ["user_id", "timestamp", "event_type", "order_id", "item_id", "item_name", "category",
             "quantity", "amount", "text", "rating", "channel"]  # fmt: skip
-    return {"events": all_events.select(cols), "users": users, "items": items, "labels": labels}
+    return {"events": all_events.select(cols), "users": users, "items": items, "labels": planted}
 
 
 def _reviews(
@@ -331,7 +331,10 @@ def _reviews(
 def _searches(
     rng: np.random.Generator,
     arche: tuple[Archetype, ...],
-    label: np.ndarray, uid: np.ndarray, n: int, end: datetime
+    label: np.ndarray,
+    uid: np.ndarray,
+    n: int,
+    end: datetime,
 ) -> pl.DataFrame:
     n_search = rng.poisson(1.2, n)
     s_user = np.repeat(np.arange(n), n_search)

@@ -145,13 +145,19 @@ def test_previous_that_is_not_a_folder_is_a_one_line_error(tmp_path: Path) -> No
 
 def test_previous_that_is_a_model_folder_says_so(tmp_path: Path) -> None:
     (tmp_path / "segmenter.json").write_text("{}")
-    with pytest.raises(SegmenterError, match=r"not a run folder .*no assignments.parquet.*model folder"):
+    with pytest.raises(
+        SegmenterError, match=r"not a run folder .*no assignments.parquet.*model folder"
+    ):
         load_previous(tmp_path)
 
 
 def test_previous_with_foreign_tables_is_refused(tmp_path: Path) -> None:
-    pl.DataFrame({"customer": ["a"], "cluster": [1]}).write_parquet(tmp_path / "assignments.parquet")
-    pl.DataFrame({"id": [1], "name": ["x"], "size": [1]}).write_parquet(tmp_path / "segments.parquet")
+    pl.DataFrame({"customer": ["a"], "cluster": [1]}).write_parquet(
+        tmp_path / "assignments.parquet"
+    )
+    pl.DataFrame({"id": [1], "name": ["x"], "size": [1]}).write_parquet(
+        tmp_path / "segments.parquet"
+    )
     pl.DataFrame({"user_id": ["a"]}).write_parquet(tmp_path / "customers.parquet")
     (tmp_path / "run.json").write_text(json.dumps({"data": {}}))
     with pytest.raises(SegmenterError, match=r"assignments.parquet' lacks column\(s\) \['user_id'"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import discover, drift, refresh
+from pipelines import drift, refresh
 from pipelines._cli import run_cli
 from segmenter.config import SegmenterConfig
 from segmenter.data import EventData, load_events
@@ -111,7 +111,12 @@ def test_saved_model_keeps_ids_and_reference_and_old_folders_still_load(
 def test_drift_cli_exit_codes(first_run: tuple[Segmenter, Path], workdir: Path) -> None:
     _, run = first_run
     base = ["--model", str(run / "model"), "--cache", str(workdir / "cache"), "--quiet"]
-    same = ["--input", str(workdir / "same.parquet"), "--users", str(workdir / "same_users.parquet")]
+    same = [
+        "--input",
+        str(workdir / "same.parquet"),
+        "--users",
+        str(workdir / "same_users.parquet"),
+    ]
     assert run_cli(drift.build_parser(), drift.main, [*base, *same]) == 0
     out = workdir / "drift.json"
     changed = ["--input", str(workdir / "events2.parquet"), "--json", str(out)]
@@ -127,7 +132,12 @@ def test_refresh_skips_a_stable_period_and_refits_a_changed_one(
     out = workdir / "refreshed"
     base = ["--previous", str(run), "--out", str(out), "--cache", str(workdir / "cache"),
             "--quiet", "--no-report"]  # fmt: skip
-    stable = ["--input", str(workdir / "same.parquet"), "--users", str(workdir / "same_users.parquet")]
+    stable = [
+        "--input",
+        str(workdir / "same.parquet"),
+        "--users",
+        str(workdir / "same_users.parquet"),
+    ]
     assert run_cli(refresh.build_parser(), refresh.main, [*base, *stable]) == 0
     assert not out.exists()
     assert run_cli(refresh.build_parser(), refresh.main,
@@ -179,8 +189,9 @@ def test_discover_previous_bad_folder_is_one_line_exit_2(
     import re
 
     bad = make(workdir)  # type: ignore[operator]
-    proc = _cli(["pipelines.discover", "--input", str(workdir / "events1.parquet"), "--k", "7",
-                 "--out", str(workdir / "never"), "--previous", str(bad), "--quiet"], workdir)  # fmt: skip
+    args = ["pipelines.discover", "--input", str(workdir / "events1.parquet"), "--k", "7",
+            "--out", str(workdir / "never"), "--previous", str(bad), "--quiet"]  # fmt: skip
+    proc = _cli(args, workdir)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and re.search(message, proc.stderr)
     assert not (workdir / "never").exists()

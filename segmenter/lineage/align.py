@@ -66,7 +66,9 @@ class Alignment:
         }
 
 
-def contingency(prev: np.ndarray, new: np.ndarray, prev_ids: list[int], new_labels: list[int]) -> np.ndarray:
+def contingency(
+    prev: np.ndarray, new: np.ndarray, prev_ids: list[int], new_labels: list[int]
+) -> np.ndarray:
     """Customer counts, shape (len(prev_ids), len(new_labels)), of the customers both runs
     place: ``prev[i]`` and ``new[i]`` are one customer's previous id and new label."""
     table = np.zeros((len(prev_ids), len(new_labels)), dtype=np.int64)

@@ -114,8 +114,8 @@ def carry_forward(model: Segmenter, data: EventData, previous: PreviousRun | Non
     labels = sorted(int(s) for s in model.segment_names_)
     if previous is None:
         model.segment_ids_ = SegmentIds(list(range(max(labels, default=-1) + 1))).fit()
-        summary = {"previous": None, "next_id": max(labels, default=-1) + 1}
-        return Lineage(None, None, _history(model, None, rid, end), summary)
+        first: dict[str, Any] = {"previous": None, "next_id": max(labels, default=-1) + 1}
+        return Lineage(None, None, _history(model, None, rid, end), first)
     prev_assign, new_assign = previous.assignments, model.assignments_
     shared = prev_assign.select("user_id", pl.col("segment").alias("_p")).join(
         new_assign.select("user_id", pl.col("segment").alias("_n")), on="user_id", how="inner"
@@ -135,8 +135,10 @@ def carry_forward(model: Segmenter, data: EventData, previous: PreviousRun | Non
     alignment = align(table, prev_ids, labels, next_id=previous.next_id, similarity=similarity)
     _relabel(model, alignment, previous)
     _carry_history_columns(model, previous, end)
-    moves = migrations(prev_assign, model.assignments_, period_spend(data.events, previous.period_end))
-    summary = {
+    moves = migrations(
+        prev_assign, model.assignments_, period_spend(data.events, previous.period_end)
+    )
+    summary: dict[str, Any] = {
         "previous": str(previous.path),
         "previous_period_end": previous.period_end,
         **alignment.summary(),
@@ -156,7 +158,9 @@ def _relabel(model: Segmenter, alignment: Alignment, previous: PreviousRun) -> N
     """Stable ids and kept names into the model and its assignments."""
     labels = sorted(alignment.ids)
     model.segment_ids_ = SegmentIds([alignment.ids[i] for i in labels]).fit()
-    prev_names = dict(zip(previous.segments["id"].to_list(), previous.segments["name"].to_list(), strict=True))
+    prev_names = dict(
+        zip(previous.segments["id"].to_list(), previous.segments["name"].to_list(), strict=True)
+    )
     names = {alignment.ids[i]: model.segment_names_[i] for i in labels}
     for label, prev_id in alignment.matched.items():
         names[alignment.ids[label]] = prev_names.get(prev_id, names[alignment.ids[label]])
@@ -182,7 +186,9 @@ def _carry_history_columns(model: Segmenter, previous: PreviousRun, end: str) ->
     prev = prev.select(
         "user_id",
         pl.col("segment").alias("previous_segment"),
-        (since if since is not None else pl.lit(previous.period_end)).cast(pl.String).alias("_since"),
+        (since if since is not None else pl.lit(previous.period_end))
+        .cast(pl.String)
+        .alias("_since"),
     )
     out = model.assignments_.join(prev, on="user_id", how="left").with_columns(
         pl.when(pl.col("previous_segment") == pl.col("segment"))

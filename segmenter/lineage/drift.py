@@ -60,12 +60,16 @@ class DriftReference:
     ``categories_``.
     """
 
-    def fit(self, features: pl.DataFrame, assignments: pl.DataFrame, events: pl.DataFrame) -> DriftReference:
+    def fit(
+        self, features: pl.DataFrame, assignments: pl.DataFrame, events: pl.DataFrame
+    ) -> DriftReference:
         names = [c for c, t in features.schema.items() if c != "user_id" and t.is_numeric()]
         cols = [features[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in names]
         self.features_ = names
         self.edges_ = np.array([_edges(v) for v in cols]).reshape(len(names), BINS - 1)
-        self.shares_ = np.array([_shares(v, e) for v, e in zip(cols, self.edges_, strict=True)]).reshape(len(names), BINS)
+        self.shares_ = np.array(
+            [_shares(v, e) for v, e in zip(cols, self.edges_, strict=True)]
+        ).reshape(len(names), BINS)
         counts = assignments["segment"].value_counts().sort("segment")
         self.segments_ = counts["segment"].to_numpy().astype(np.int64)
         self.segment_shares_ = counts["count"].to_numpy() / max(assignments.height, 1)
@@ -106,7 +110,12 @@ def _oov(events: pl.DataFrame, column: str, known: list[str]) -> float | None:
     if column not in events.columns or not known:
         return None
     values = events[column].drop_nulls().cast(pl.String)
-    return float((~values.is_in(known)).mean() or 0.0) if values.len() else None
+    return _true_share(~values.is_in(known)) if values.len() else None
+
+
+def _true_share(mask: pl.Series) -> float:
+    """Share of True in a boolean series (0 when empty)."""
+    return int(mask.sum()) / mask.len() if mask.len() else 0.0
 
 
 @dataclass(frozen=True)
@@ -168,13 +177,15 @@ def check_drift(
     old = dict(zip(ref.segments_.tolist(), ref.segment_shares_.tolist(), strict=True))
     new = {s: new_counts.get(s, 0) / max(placed.height, 1) for s in ids}
     shift = round(0.5 * sum(abs(new[s] - old.get(s, 0.0)) for s in ids), 4)
-    ratio = round(float(np.nanmean(placed["distance"].to_numpy())) / max(ref.mean_distance_, 1e-12), 4)
+    ratio = round(
+        float(np.nanmean(placed["distance"].to_numpy())) / max(ref.mean_distance_, 1e-12), 4
+    )
     moved = None
     if previous is not None:
         both = previous.select("user_id", pl.col("segment").alias("_p")).join(
             placed.select("user_id", "segment"), on="user_id", how="inner"
         )
-        moved = round(float((both["_p"] != both["segment"]).mean() or 0.0), 4) if both.height else None
+        moved = round(_true_share(both["_p"] != both["segment"]), 4) if both.height else None
     oov = {"items": _oov(data.events, "item_id", ref.items_),
            "categories": _oov(data.events, "category", ref.categories_)}  # fmt: skip
     reasons = _reasons(scores, shift, ratio, moved, oov)
@@ -186,7 +197,11 @@ def check_drift(
 
 
 def _reasons(
-    scores: dict[str, float], shift: float, ratio: float, moved: float | None, oov: dict[str, float | None]
+    scores: dict[str, float],
+    shift: float,
+    ratio: float,
+    moved: float | None,
+    oov: dict[str, float | None],
 ) -> list[str]:
     t = THRESHOLDS
     out = []

@@ -38,15 +38,19 @@ def history_rows(
         {"segment": list(names), "name": list(names.values())},
         schema={"segment": pl.Int64, "name": pl.String},
     )
-    return rows.join(named, on="segment", how="left").select(
-        pl.lit(run).alias("run"),
-        pl.lit(period_end).alias("period_end"),
-        pl.col("segment").cast(pl.Int64),
-        "name",
-        "size",
-        "share",
-        *[f"median_{c}" for c in stats],
-    ).sort("segment")
+    return (
+        rows.join(named, on="segment", how="left")
+        .select(
+            pl.lit(run).alias("run"),
+            pl.lit(period_end).alias("period_end"),
+            pl.col("segment").cast(pl.Int64),
+            "name",
+            "size",
+            "share",
+            *[f"median_{c}" for c in stats],
+        )
+        .sort("segment")
+    )
 
 
 def append(history: pl.DataFrame | None, rows: pl.DataFrame) -> pl.DataFrame:
@@ -56,7 +60,5 @@ def append(history: pl.DataFrame | None, rows: pl.DataFrame) -> pl.DataFrame:
         out = rows
     else:
         runs = rows["run"].unique().to_list()
-        out = pl.concat(
-            [history.filter(~pl.col("run").is_in(runs)), rows], how="diagonal_relaxed"
-        )
+        out = pl.concat([history.filter(~pl.col("run").is_in(runs)), rows], how="diagonal_relaxed")
     return out.sort("period_end", "run", "segment")

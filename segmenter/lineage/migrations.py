@@ -17,7 +17,9 @@ def period_spend(events: pl.DataFrame, since: str) -> pl.DataFrame:
     if since:
         frame = frame.filter(pl.col("timestamp") > datetime.fromisoformat(since))
     amount = pl.col("amount") if "amount" in frame.columns else pl.lit(0.0)
-    return frame.group_by("user_id").agg(amount.fill_null(0.0).sum().cast(pl.Float64).alias("spend"))
+    return frame.group_by("user_id").agg(
+        amount.fill_null(0.0).sum().cast(pl.Float64).alias("spend")
+    )
 
 
 def migrations(previous: pl.DataFrame, current: pl.DataFrame, spend: pl.DataFrame) -> pl.DataFrame:
@@ -38,7 +40,9 @@ def migrations(previous: pl.DataFrame, current: pl.DataFrame, spend: pl.DataFram
         go to :data:`NONE` ("churned"); ``customers`` sums to the union of both runs' customers.
     """
     prev = previous.select(
-        "user_id", pl.col("segment").alias("from_segment"), pl.col("segment_name").alias("from_name")
+        "user_id",
+        pl.col("segment").alias("from_segment"),
+        pl.col("segment_name").alias("from_name"),
     )
     cur = current.select(
         "user_id", pl.col("segment").alias("to_segment"), pl.col("segment_name").alias("to_name")

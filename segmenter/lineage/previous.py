@@ -73,9 +73,11 @@ def load_previous(path: str | Path, *, option: str = "--previous") -> PreviousRu
         raise SegmenterError(f"{option}: '{folder}' is not a folder; expected a run folder")
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
-        hint = " (it is a model folder; pass the run folder above it)" if (
-            folder / MODEL_FILE
-        ).is_file() else ""
+        hint = (
+            " (it is a model folder; pass the run folder above it)"
+            if (folder / MODEL_FILE).is_file()
+            else ""
+        )
         raise SegmenterError(
             f"{option}: '{folder}' is not a run folder of pipelines.discover "
             f"(no {', '.join(missing)}){hint}"
@@ -91,7 +93,9 @@ def load_previous(path: str | Path, *, option: str = "--previous") -> PreviousRu
     try:
         meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegmenterError(f"{option}: '{folder / 'run.json'}' is not valid JSON: {exc}") from None
+        raise SegmenterError(
+            f"{option}: '{folder / 'run.json'}' is not valid JSON: {exc}"
+        ) from None
     for name, frame, cols in (
         ("assignments.parquet", assignments, ("user_id", "segment", "segment_name")),
         ("segments.parquet", segments, ("id", "name", "size")),

@@ -84,7 +84,9 @@ def _sizes(history: pl.DataFrame) -> dict[str, Any]:
     for sid in ids:
         part = history.filter(pl.col("segment") == sid)
         name = str(part.sort("period_end")["name"].to_list()[-1])
-        shares = {order[r]: s for r, s in zip(part["run"].to_list(), part["share"].to_list(), strict=True)}
+        shares = {
+            order[r]: s for r, s in zip(part["run"].to_list(), part["share"].to_list(), strict=True)
+        }
         values = [shares.get(i) for i in range(len(order))]
         series.append((f"{sid} · {name}", colors[sid], values))
     chart = line_chart(list(range(len(order))), series, y_format=lambda v: f"{100 * v:.0f}%")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from segmenter.report.lineage import since_previous
 from segmenter.report.charts import (
     bar_chart,
     fmt_lift,
@@ -19,6 +18,7 @@ from segmenter.report.charts import (
     segment_colors,
 )
 from segmenter.report.data import RunFolder
+from segmenter.report.lineage import since_previous
 from segmenter.report.value_taste import value_taste
 
 #: (label, column, base column, lift column, number kind, higher is good for the business)
