@@ -47,6 +47,14 @@ def test_a_split_keeps_one_id_and_gives_one_new() -> None:
     assert out.new == [5] and out.splits == {5: 0} and out.retired == []
 
 
+def test_a_segment_of_mostly_new_customers_is_new_not_a_split() -> None:
+    # new 2 holds 5 returning customers of previous 0, and 95 customers never seen before
+    table = np.array([[60, 0, 5], [0, 50, 0]])
+    out = align(table, [0, 1], [0, 1, 2], next_id=5, sizes=np.array([60, 50, 100]))
+    assert out.new == [5] and out.splits == {}
+    assert align(table, [0, 1], [0, 1, 2], next_id=5).splits == {5: 0}
+
+
 def test_a_vanished_segment_is_retired_and_ids_are_never_reused() -> None:
     # previous 3 has no customers left; a new segment appears
     table = np.array([[40, 0, 0], [0, 30, 0], [0, 0, 0]])

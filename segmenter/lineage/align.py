@@ -98,6 +98,7 @@ def align(
     *,
     next_id: int,
     similarity: np.ndarray | None = None,
+    sizes: np.ndarray | None = None,
 ) -> Alignment:
     """Align new segments to previous ones.
 
@@ -113,6 +114,10 @@ def align(
         The first id never used before (ids are never reused).
     similarity : ndarray of shape (n_prev, n_new), optional
         Profile similarity in [-1, 1] (:func:`profile_similarity`).
+    sizes : ndarray of shape (n_new,), optional
+        Customers of each new segment (shared or not): a new segment made mostly of new
+        customers is new, not a split, even when its few returning ones came from one segment.
+        Default: the shared customers only.
 
     Returns
     -------
@@ -144,9 +149,16 @@ def align(
     kept = set(matched.values())
     retired = [p for p in prev_ids if p not in kept]
     splits: dict[int, int] = {}
+    total = cols[0] if sizes is None else np.maximum(np.asarray(sizes, dtype=np.float64), cols[0])
     for j, label in enumerate(new_labels):
         share = table[:, j] / cols[0, j] if cols[0, j] > 0 else np.zeros(len(prev_ids))
-        if label not in matched and share.size and share.max() >= MAJORITY:
+        returning = cols[0, j] / total[j] if total[j] > 0 else 0.0
+        if (
+            label not in matched
+            and share.size
+            and share.max() >= MAJORITY
+            and returning >= MAJORITY
+        ):
             source = prev_ids[int(share.argmax())]
             if source in kept:
                 splits[ids[label]] = source

@@ -132,7 +132,11 @@ def carry_forward(model: Segmenter, data: EventData, previous: PreviousRun | Non
             segment_profiles(previous.customers, prev_assign, columns, prev_ids),
             segment_profiles(model.features_, new_assign, columns, labels),
         )
-    alignment = align(table, prev_ids, labels, next_id=previous.next_id, similarity=similarity)
+    counts = dict(new_assign["segment"].value_counts().iter_rows())
+    sizes = np.array([counts.get(label, 0) for label in labels])
+    alignment = align(
+        table, prev_ids, labels, next_id=previous.next_id, similarity=similarity, sizes=sizes
+    )
     _relabel(model, alignment, previous)
     _carry_history_columns(model, previous, end)
     moves = migrations(
