@@ -18,6 +18,7 @@ from benchmarks.deep_accept import run_acceptance_benchmark
 from benchmarks.deep_cli import run_deep_cli_benchmark
 from benchmarks.encoders import run_encoders
 from benchmarks.latency import run_latency, run_latency_section
+from benchmarks.lineage import run_lineage
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
@@ -50,6 +51,8 @@ SECTIONS: dict[str, Section] = {
         ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed
     ),
     "encoders": run_encoders,
+    # segments over time (issue 16): stable ids, migrations and drift
+    "lineage": run_lineage,
 }
 
 

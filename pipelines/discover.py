@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default=None, help="run folder (default: reports/<timestamp>/)")
     o.add_argument("--force", action="store_true", help="replace a non-empty --out")
     o.add_argument("--no-report", action="store_true", help="skip report.html")
+    o.add_argument(
+        "--previous",
+        default=None,
+        metavar="RUN_DIR",
+        help="align to this earlier run folder: keep its segment ids and names, write "
+        "migrations.parquet and extend history.parquet",
+    )
     return p
 
 
@@ -128,8 +135,24 @@ def _deep_options(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def previous_drift(previous: Any, data: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The drift check of the previous run's model on the new data (for the report), or None
+    when that model cannot be loaded or has no drift reference (saved by an older version)."""
+    from segmenter.lineage.drift import check_drift
+    from segmenter.model import Segmenter
+
+    try:
+        old = Segmenter.load(previous.model_dir, cache=cache_from_args(args), device=args.device,
+                             progress=not args.quiet)  # fmt: skip
+        return check_drift(old, data, previous=previous.assignments).to_dict()
+    except SegmenterError as exc:
+        logger.warning("no drift check against the previous run: %s", exc)
+        return None
+
+
 def main(args: argparse.Namespace) -> int:
     from segmenter.config import SegmenterConfig
+    from segmenter.lineage import carry_forward, load_previous
     from segmenter.model import Segmenter
     from segmenter.runfolder import check_out, default_out, write_run
 
@@ -158,10 +181,15 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")
     out = Path(args.out) if args.out else default_out()
     check_out(out, force=args.force)
+    previous = load_previous(args.previous) if args.previous else None
     data = load_from_args(args)
     model = Segmenter(config, cache=cache_from_args(args), progress=not args.quiet)
     model.fit(data)
-    write_run(model, data, out, force=args.force, report=not args.no_report)
+    lineage = carry_forward(model, data, previous)
+    if previous is not None:
+        lineage.summary["drift"] = previous_drift(previous, data, args)
+    write_run(model, data, out, force=args.force, report=not args.no_report,
+              tables=lineage.tables(), extra={"lineage": lineage.summary})  # fmt: skip
     sizes = model.assignments_["segment_name"].value_counts(sort=True)
     print(f"{model.k_} segments of {data.n_users} customers -> {out}")
     for name, size in sizes.iter_rows():

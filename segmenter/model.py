@@ -35,6 +35,8 @@ from segmenter.embed import (
 from segmenter.encoders.pieces import PiecesEncoder
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler, feature_factor, fuse
+from segmenter.lineage.carry import SegmentIds
+from segmenter.lineage.drift import DriftReference
 from segmenter.quality import behaviour_separation, clustering_quality
 from segmenter.reduce import Reducer
 from segmenter.segment import Behaviour, Placed, Segmented
@@ -156,6 +158,7 @@ class Segmenter:
         cfg = self.config_ = (self.config or SegmenterConfig()).validate()
         self.timings_: dict[str, float] = {}
         self.peak_rss_mb_: dict[str, float | None] = {}
+        self.segment_ids_: SegmentIds | None = None  # stable ids: segmenter.lineage
         n_users = data.n_users
         if cfg.method == "kmeans" and cfg.k != "auto":
             check_enough(n_users, int(cfg.k))
@@ -204,6 +207,7 @@ class Segmenter:
         self.assignments_ = self._assignments(
             features["user_id"], segmented, score, self.taste_.predict(taste)[0]
         )
+        self.reference_ = DriftReference().fit(features, self.assignments_, data.events)
         return self
 
     def _deep(
@@ -367,6 +371,8 @@ class Segmenter:
         self, user_id: pl.Series, placed: Segmented, score: np.ndarray, taste_group: np.ndarray
     ) -> pl.DataFrame:
         labels, coords = placed.labels, placed.coords
+        if getattr(self, "segment_ids_", None) is not None:
+            labels = self.segment_ids_.map(labels)  # type: ignore[union-attr]
         names = [self.segment_names_.get(int(s), "Outliers") for s in labels]
         return pl.DataFrame(
             {

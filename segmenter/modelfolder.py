@@ -24,6 +24,8 @@ from segmenter.embed import (
 from segmenter.encoders.pieces import Catalogue
 from segmenter.errors import SegmenterError
 from segmenter.fuse import FeatureScaler
+from segmenter.lineage.carry import SegmentIds
+from segmenter.lineage.drift import DriftReference
 from segmenter.persist import FORMAT, MODEL_FILE, load_stage, read_model_file, save_stage
 from segmenter.reduce import Reducer
 
@@ -42,9 +44,12 @@ STAGES: dict[str, type[Any]] = {
     "clusterer": KMeansClusterer,
     "taste": KMeansClusterer,
     "catalogue": Catalogue,
+    "segment_ids": SegmentIds,
+    "reference": DriftReference,
 }
-#: stages a model may lack: the fused reduction (HDBSCAN), the catalogue (whole documents)
-OPTIONAL = ("reducer", "catalogue")
+#: stages a model may lack: the fused reduction (HDBSCAN), the catalogue (whole documents),
+#: stable segment ids and the drift reference (models saved before segmenter.lineage)
+OPTIONAL = ("reducer", "catalogue", "segment_ids", "reference")
 CLUSTERERS: dict[str, type[Any]] = {
     cls.__name__: cls for cls in (KMeansClusterer, DensityClusterer, TieredClusterer)
 }

@@ -113,8 +113,10 @@ def write_run(
     force: bool = False,
     extra: dict[str, Any] | None = None,
     report: bool = True,
+    tables: dict[str, pl.DataFrame] | None = None,
 ) -> Path:
-    """Write the whole run folder atomically (built aside, then renamed into place)."""
+    """Write the whole run folder atomically (built aside, then renamed into place);
+    ``tables`` are extra parquet files by name (``migrations.parquet``, ``history.parquet``)."""
     from segmenter.profile import profile_table
 
     out = Path(out)
@@ -126,6 +128,8 @@ def write_run(
         io.write_parquet(model.assignments_, tmp / "assignments.parquet")
         io.write_parquet(segments, tmp / "segments.parquet")
         io.write_parquet(customers, tmp / "customers.parquet")
+        for name, table in (tables or {}).items():
+            io.write_parquet(table, tmp / name)
         model.save(tmp / "model")
         io.write_json(meta, tmp / "run.json")
         if report:

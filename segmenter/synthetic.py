@@ -149,6 +149,8 @@ def generate(
     seed: int = 0,
     noise: float = 0.25,
     end: datetime = datetime(2026, 6, 30, 23, 59),
+    archetypes: tuple[Archetype, ...] = ARCHETYPES,
+    labels: np.ndarray | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Generate events, users, items and the planted labels.
 
@@ -163,6 +165,11 @@ def generate(
         archetype's.
     end : datetime
         The last possible event time.
+    archetypes : tuple of Archetype
+        The planted archetypes (default :data:`ARCHETYPES`).
+    labels : ndarray of shape (n_customers,), optional
+        Each customer's archetype index (drawn by weight when omitted; -1 = no events, the
+        customer is absent): with it, periods of one evolving shop share customers.
 
     Returns
     -------
@@ -170,10 +177,13 @@ def generate(
     """
     rng = np.random.default_rng(seed)
     items = catalog(seed)
-    arche = ARCHETYPES
+    arche = archetypes
     weights = np.array([a.weight for a in arche])
     label = rng.choice(len(arche), size=n_customers, p=weights / weights.sum())
     uid = np.array([f"C{i:07d}" for i in range(n_customers)])
+    if labels is not None:
+        present = np.asarray(labels) >= 0
+        label, uid, n_customers = np.asarray(labels)[present], uid[present], int(present.sum())
 
     def per(attr: str) -> np.ndarray:
         return np.array([getattr(a, attr) for a in arche], dtype=float)[label]
@@ -262,24 +272,25 @@ def generate(
                 }
             )
         )
-    frames.append(_reviews(rng, label, uid, o_user, ts_order, channel, events, l_order))
-    frames.append(_searches(rng, label, uid, n_customers, end))
+    frames.append(_reviews(rng, arche, label, uid, o_user, ts_order, channel, events, l_order))
+    frames.append(_searches(rng, arche, label, uid, n_customers, end))
     all_events = pl.concat(frames, how="diagonal_relaxed")
     all_events = all_events.join(
         items.select("item_id", "item_name", "category"), on="item_id", how="left"
     ).with_columns(pl.col("timestamp").cast(pl.Datetime("us")))
     all_events = all_events.sort(["user_id", "timestamp", "event_type", "item_id"])
-    users = _users(rng, label, uid, first_day, end)
-    labels = pl.DataFrame(
+    users = _users(rng, arche, label, uid, first_day, end)
+    planted = pl.DataFrame(
         {"user_id": uid, "segment": label, "archetype": np.array([a.name for a in arche])[label]}
     )
     cols = ["user_id", "timestamp", "event_type", "order_id", "item_id", "item_name", "category",
             "quantity", "amount", "text", "rating", "channel"]  # fmt: skip
-    return {"events": all_events.select(cols), "users": users, "items": items, "labels": labels}
+    return {"events": all_events.select(cols), "users": users, "items": items, "labels": planted}
 
 
 def _reviews(
     rng: np.random.Generator,
+    arche: tuple[Archetype, ...],
     label: np.ndarray,
     uid: np.ndarray,
     o_user: np.ndarray,
@@ -288,13 +299,13 @@ def _reviews(
     events: dict[str, np.ndarray],
     l_order: np.ndarray,
 ) -> pl.DataFrame:
-    review_p = np.array([a.review for a in ARCHETYPES])[label[o_user]]
+    review_p = np.array([a.review for a in arche])[label[o_user]]
     has = rng.random(o_user.size) < review_p
     idx = np.flatnonzero(has)
     first_line = np.searchsorted(l_order, idx)
     texts, ratings = [], []
     for i in idx:
-        a = ARCHETYPES[label[o_user[i]]]
+        a = arche[label[o_user[i]]]
         pool = ZH_REVIEWS[a.theme] if rng.random() < a.zh else EN_REVIEWS[a.theme]
         text = str(pool[rng.integers(len(pool))])
         if rng.random() < 0.03:
@@ -318,14 +329,19 @@ def _reviews(
 
 
 def _searches(
-    rng: np.random.Generator, label: np.ndarray, uid: np.ndarray, n: int, end: datetime
+    rng: np.random.Generator,
+    arche: tuple[Archetype, ...],
+    label: np.ndarray,
+    uid: np.ndarray,
+    n: int,
+    end: datetime,
 ) -> pl.DataFrame:
     n_search = rng.poisson(1.2, n)
     s_user = np.repeat(np.arange(n), n_search)
     themes = sorted(SEARCHES)
     width = max(len(v) for v in SEARCHES.values())
     pools = np.array([[SEARCHES[t][i % len(SEARCHES[t])] for i in range(width)] for t in themes])
-    theme = np.array([themes.index(a.theme) for a in ARCHETYPES])[label[s_user]]
+    theme = np.array([themes.index(a.theme) for a in arche])[label[s_user]]
     queries = pools[theme, rng.integers(0, width, s_user.size)]
     days = rng.uniform(0, 400, s_user.size)
     ts = np.datetime64(end) - (days * 86400).astype("timedelta64[s]")
@@ -342,6 +358,7 @@ def _searches(
 
 def _users(
     rng: np.random.Generator,
+    arche: tuple[Archetype, ...],
     label: np.ndarray,
     uid: np.ndarray,
     first_day: np.ndarray,
@@ -349,7 +366,7 @@ def _users(
 ) -> pl.DataFrame:
     n = uid.size
     country = rng.choice(len(COUNTRIES), size=n, p=[0.5, 0.15, 0.12, 0.05, 0.12, 0.06])
-    zh = np.array([a.zh for a in ARCHETYPES])[label] > 0.5
+    zh = np.array([a.zh for a in arche])[label] > 0.5
     country = np.where(zh & (rng.random(n) < 0.8), COUNTRIES.index("China"), country)
     signup = np.datetime64(end) - ((first_day + rng.uniform(0, 30, n)) * 86400).astype(
         "timedelta64[s]"

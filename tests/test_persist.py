@@ -133,7 +133,8 @@ def test_loaded_model_reassigns_training_customers(
     state = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
     fused = {"reducer"} if model.config_.method == "hdbscan" else set()
     assert state["format"] == FORMAT and set(state["stages"]) == {
-        "scaler", "value_axis", "text_reducer", "map", "clusterer", "taste", *fused,
+        "scaler", "value_axis", "text_reducer", "map", "clusterer", "taste", "reference",
+        *fused,
     }  # fmt: skip
     loaded = Segmenter.load(folder, encoder=WordEncoder(), progress=False)
     again = loaded.predict(small_data)

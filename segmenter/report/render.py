@@ -18,6 +18,7 @@ from segmenter.report.charts import (
     segment_colors,
 )
 from segmenter.report.data import RunFolder
+from segmenter.report.lineage import since_previous
 from segmenter.report.value_taste import value_taste
 
 #: (label, column, base column, lift column, number kind, higher is good for the business)
@@ -82,6 +83,7 @@ def context(run: RunFolder) -> dict[str, Any]:
         "compare": _compare(rows, colors),
         "heatmap": _heatmap(rows, colors),
         "k_curve": _k_curve(meta),
+        "lineage": since_previous(run.path, meta),
         "map": {
             "shown": run.points.height,
             "total": run.n_customers,
