@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 #: Customers explained per embedding call.
 BATCH = 256
 
-SCHEMA = {
+SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "user_id": pl.String,
     "segment": pl.Int64,
     "against": pl.Int64,

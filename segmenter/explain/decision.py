@@ -91,7 +91,10 @@ def runner_up(model: Any, decision: Decision, against: int | None = None) -> np.
     for i, (s, t) in enumerate(zip(decision.segment, decision.tier, strict=True)):
         same = [c for c in range(k) if tier_of[c] == t and c != s]
         if not same:
-            near = sorted({int(x) for x in tier_of if x != t}, key=lambda x: _gap(x, t, edges, decision.score[i]))
+            near = sorted(
+                {int(x) for x in tier_of if x != t},
+                key=lambda x: _gap(x, t, edges, decision.score[i]),
+            )
             same = [c for c in range(k) if near and tier_of[c] == near[0]]
         if same:
             out[i] = min(same, key=lambda c: decision.d2[i, c])

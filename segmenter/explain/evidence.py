@@ -21,6 +21,8 @@ from segmenter.encoders.pieces import BLOCKS
 
 #: Longest bare text cut into words; beyond it, the words past this many are kept together.
 MAX_PARTS = 40
+#: block name -> the separator between its parts ("text": words)
+_SEPARATORS = {name: sep for name, sep in BLOCKS.values()}
 #: A block whose every part was left out ("Items: ." or 'Writes: "".'), removed whole.
 _EMPTY_BLOCK = re.compile(
     "(?:" + "|".join(re.escape(lab) for lab in BLOCKS) + ')(?:"")?' + re.escape(V.END) + " ?"
@@ -72,7 +74,10 @@ def _words(document: str) -> list[Part]:
         at += len(word) + 1
     if len(out) > MAX_PARTS:
         last = out[MAX_PARTS - 1]
-        out = [*out[: MAX_PARTS - 1], Part("text", document[last.start :], last.start, len(document))]
+        out = [
+            *out[: MAX_PARTS - 1],
+            Part("text", document[last.start :], last.start, len(document)),
+        ]
     return out
 
 
@@ -81,13 +86,10 @@ def without(document: str, drop: list[Part]) -> str:
     text = document
     for part in sorted(drop, key=lambda p: -p.start):
         start, end = part.start, part.end
-        rest = text[end:]
-        sep = next((s for s in (V.LIST_SEP, V.SEARCH_SEP, V.QUOTE_SEP, " ") if rest.startswith(s)), "")
-        if sep:
+        sep = _SEPARATORS.get(part.block, " ")
+        if text[end:].startswith(sep):
             end += len(sep)
-        else:  # last of its list: take the separator before it
-            head = text[:start]
-            sep = next((s for s in (V.LIST_SEP, V.SEARCH_SEP, V.QUOTE_SEP, " ") if head.endswith(s)), "")
+        elif text[:start].endswith(sep):  # last of its list: take the separator before it
             start -= len(sep)
         text = text[:start] + text[end:]
     return _EMPTY_BLOCK.sub("", text).strip()

@@ -20,9 +20,7 @@ EXPLANATIONS = "explanations.parquet"
 DEFINITIONS = "definitions.json"
 
 
-def load_explainer(
-    run_dir: str | Path, *, cache: Any = None, progress: bool = True
-) -> Explainer:
+def load_explainer(run_dir: str | Path, *, cache: Any = None, progress: bool = True) -> Explainer:
     """An :class:`Explainer` of a run folder's model and customers (customers.parquet)."""
     from segmenter.model import Segmenter
 

@@ -83,7 +83,7 @@ def held_out_mask(n: int, seed: int) -> np.ndarray:
     """Seeded held-out customers (a quarter)."""
     rng = np.random.default_rng(seed)
     mask = np.zeros(n, dtype=bool)
-    mask[rng.permutation(n)[: max(1, int(round(n * HELD_OUT)))]] = True
+    mask[rng.permutation(n)[: max(1, round(n * HELD_OUT))]] = True
     return mask
 
 
@@ -214,7 +214,7 @@ def _boosted(
         random_state=seed, deterministic=True, force_row_wise=True, n_jobs=2, verbose=-1,
     )  # fmt: skip
     model.fit(Xt, yt)
-    fidelity = round(float((model.predict(Xh) == yh).mean()), 4)
+    fidelity = round(float(np.mean(np.asarray(model.predict(Xh)) == yh)), 4)
     rng = np.random.default_rng(seed)
     sample = Xh[rng.permutation(len(Xh))[:SHAP_SAMPLE]]
     values = shap.TreeExplainer(model).shap_values(sample)
