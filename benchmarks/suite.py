@@ -17,6 +17,7 @@ from benchmarks.deep import run_deep_benchmark
 from benchmarks.deep_accept import run_acceptance_benchmark
 from benchmarks.deep_cli import run_deep_cli_benchmark
 from benchmarks.encoders import run_encoders
+from benchmarks.explain import run_explain
 from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
@@ -50,6 +51,7 @@ SECTIONS: dict[str, Section] = {
         ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed
     ),
     "encoders": run_encoders,
+    "explain": lambda ctx, _: run_explain(ctx),
 }
 
 

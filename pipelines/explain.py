@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipelines._cli import cache_from_args, run_cli
 
@@ -44,8 +45,12 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError("--against: applies to --customer only, not to --all")
     explainer = load_explainer(args.run_dir, cache=cache_from_args(args), progress=not args.quiet)
     if args.all:
+        from segmenter.report import write_report
+
         for path in write_explanations(args.run_dir, explainer, seed=args.seed):
             print(path)
+        if (Path(args.run_dir) / "report.html").exists():
+            print(write_report(args.run_dir))  # the report shows rules, reasons, a search box
         return 0
     explanation = explainer.explain(args.customer, against=args.against)
     if args.json:
