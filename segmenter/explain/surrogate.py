@@ -210,7 +210,7 @@ def _boosted(
     import shap
 
     model = lightgbm.LGBMClassifier(
-        n_estimators=200, learning_rate=0.1, num_leaves=15, min_child_samples=10,
+        n_estimators=300, learning_rate=0.1, num_leaves=7, reg_lambda=1.0, min_child_samples=10,
         random_state=seed, deterministic=True, force_row_wise=True, n_jobs=2, verbose=-1,
     )  # fmt: skip
     model.fit(Xt, yt)
