@@ -162,6 +162,7 @@ def run_case(name: str, data: EventData, ctx: BenchContext, n_explain: int) -> d
     whole = name == "online_retail"  # every customer: the batch job's time
     table = explain_all(explainer, user_ids=None if whole else [users[i] for i in rows])
     all_s = time.perf_counter() - t
+    explained = len(table)
     if whole:
         table = table[rows]
     cf = table.filter(pl.col("counterfactual").is_not_null())
@@ -180,7 +181,7 @@ def run_case(name: str, data: EventData, ctx: BenchContext, n_explain: int) -> d
         if len(cf) else None,
         "latency_p50_ms": round(1000 * float(np.median(times)), 1) if times else None,
         "latency_p95_ms": round(1000 * float(np.percentile(times, 95)), 1) if times else None,
-        "explained": len(table),
+        "explained": explained,
         "explain_seconds": round(all_s, 1),
         "explain_all_customers": whole,
     }  # fmt: skip

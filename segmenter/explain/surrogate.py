@@ -39,7 +39,8 @@ SHAP_SAMPLE = 500
 
 def readable_features(customers: pl.DataFrame, score: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The surrogates' inputs: ``value score``, every behaviour feature, category shares
-    (``category: NAME``, 0-1) and word presence (``word: W``), shape (n, n_features)."""
+    (``category: NAME``, 0-1) and word presence (``word: W``; item ids count as words where the data has no names), shape
+    (n, n_features)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     skip = {"user_id", "document"}
@@ -70,7 +71,7 @@ def readable_features(customers: pl.DataFrame, score: np.ndarray) -> tuple[np.nd
     blocks_x = [score[:, None], customers.select(numeric).to_numpy().astype(np.float64), cat_matrix]
     if any(w.strip() for w in words):
         vec = CountVectorizer(binary=True, max_features=N_TERMS, stop_words="english",
-                              token_pattern=r"(?u)\b[^\W\d_]{3,}\b")  # fmt: skip
+                              token_pattern=r"(?u)\b\w{3,}\b")  # fmt: skip
         try:
             X_words = vec.fit_transform(words).toarray().astype(np.float64)
             columns += [f"word: {w}" for w in vec.get_feature_names_out()]
