@@ -39,8 +39,8 @@ SHAP_SAMPLE = 500
 
 def readable_features(customers: pl.DataFrame, score: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The surrogates' inputs: ``value score``, every behaviour feature, category shares
-    (``category: NAME``, 0-1) and word presence (``word: W``; item ids count as words where the data has no names), shape
-    (n, n_features)."""
+    (``category: NAME``, 0-1) and word presence (``word: W``; item ids count as words
+    where the data has no names), shape (n, n_features)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     skip = {"user_id", "document"}
