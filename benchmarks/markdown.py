@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.balance_table import render_balance
 from benchmarks.lineage_table import render_lineage
+from benchmarks.explain import render_explain
 from benchmarks.tables import (
     f,
     render_latency,
@@ -279,6 +280,8 @@ def render(result: dict[str, Any]) -> str:
             lines += render_latency(sec["latency"])
         if "lineage" in sec:
             lines += render_lineage(sec["lineage"])
+        if "explain" in sec:
+            lines += render_explain(sec["explain"])
         return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))

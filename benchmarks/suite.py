@@ -17,6 +17,7 @@ from benchmarks.deep import run_deep_benchmark
 from benchmarks.deep_accept import run_acceptance_benchmark
 from benchmarks.deep_cli import run_deep_cli_benchmark
 from benchmarks.encoders import run_encoders
+from benchmarks.explain import run_explain
 from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.lineage import run_lineage
 from benchmarks.markdown import result_name
@@ -53,6 +54,7 @@ SECTIONS: dict[str, Section] = {
     "encoders": run_encoders,
     # segments over time (issue 16): stable ids, migrations and drift
     "lineage": run_lineage,
+    "explain": lambda ctx, _: run_explain(ctx),
 }
 
 

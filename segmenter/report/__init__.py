@@ -18,6 +18,7 @@ from typing import Any
 
 from segmenter import io
 from segmenter.report.data import RunFolder, load_run, map_sample, quotas
+from segmenter.report.explain_view import explain_context, explain_payload
 from segmenter.report.render import context, map_payload
 
 __all__ = ["RunFolder", "build_report", "load_run", "map_sample", "quotas", "write_report"]
@@ -69,7 +70,10 @@ def build_report(run_dir: str | Path, *, max_points: int = MAX_POINTS, seed: int
 
     run = load_run(run_dir, max_points=max_points, seed=seed)
     ctx = context(run)
-    script = _asset("report.js")
+    script = _asset("report.js") + "\n" + _asset("explain.js")  # one script: one CSP hash
+    payload: dict[str, Any] = {"map": map_payload(run, ctx["segments"])}
+    if (searchable := explain_payload(run_dir)) is not None:
+        payload["explain"] = searchable
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(_asset("report.html"))
     return template.render(
@@ -77,7 +81,8 @@ def build_report(run_dir: str | Path, *, max_points: int = MAX_POINTS, seed: int
         css=Markup(_asset("report.css")),
         js=Markup(script),
         csp=csp(script),
-        data_json=Markup(script_json({"map": map_payload(run, ctx["segments"])})),
+        explain=explain_context(run_dir),
+        data_json=Markup(script_json(payload)),
     )
 
 
