@@ -16,7 +16,8 @@ from pathlib import Path
 import polars as pl
 
 from segmenter.errors import SegmenterError, preview
-from segmenter.parsing import as_string, parse_number, parse_timestamp
+from segmenter.parsing import LIMITS, as_string, out_of_range, parse_number, parse_timestamp
+from segmenter.privacy import mask_frame
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ STRINGS = (
     "channel",
 )
 ITEM_COLUMNS = ("item_name", "category", "price")
+#: Free text, masked on load (:mod:`segmenter.privacy`); so is every text attribute of users.
+FREE_TEXT = ("item_name", "category", "text", "channel")
 #: Row number in the input as read, carried through drops so errors name the user's row.
 _ROW = "__segmenter_row__"
 
@@ -82,6 +85,7 @@ class EventData:
     dropped: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
     source: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_users(self) -> int:
@@ -97,6 +101,7 @@ class EventData:
             "last_event": str(ts.max()),
             "dropped_rows": dict(self.dropped),
             "fingerprint": self.fingerprint,
+            "warnings": list(self.warnings),
         }
 
 
@@ -126,6 +131,12 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
     try:
         if p.is_dir():
             shards = sorted(p.glob("*.parquet"))
+            other = sorted(f.name for f in p.iterdir() if _is_csv(f.name))
+            if other:
+                raise SegmenterError(
+                    f"{what} folder '{p}' holds CSV files ({other[0]}, ...); a folder is read as "
+                    f"parquet shards only: pass the CSV file itself, or convert it to parquet"
+                )
             if not shards:
                 raise SegmenterError(f"{what} folder '{p}' holds no .parquet files")
             return pl.concat([pl.read_parquet(s) for s in shards], how="diagonal_relaxed")
@@ -134,8 +145,8 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
         name = p.name.lower()
         if name.endswith(".parquet") or name.endswith(".pq"):
             return pl.read_parquet(p)
-        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-            sep = "\t" if ".tsv" in name else ","
+        if _is_csv(name):
+            sep = "\t" if ".tsv" in name else sniff_delimiter(p, what)
             return pl.read_csv(p, infer_schema=False, separator=sep, quote_char='"')
     except SegmenterError:
         raise
@@ -148,6 +159,33 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
         f"{what} '{p}' has an unknown file type; expected .parquet, .csv, .csv.gz, .tsv "
         f"or a folder of .parquet shards"
     )
+
+
+def _is_csv(name: str) -> bool:
+    return name.lower().endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz"))
+
+
+#: Delimiters a ``.csv`` file may use; the header line decides (comma unless it has none).
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(path: Path, what: str) -> str:
+    """The delimiter of a CSV file's header line: "," unless the header has no comma but
+    another of :data:`DELIMITERS` (logged, since a ";" file read with "," is one column)."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.readline(1 << 16).decode("utf-8", errors="replace")
+    counts = {d: head.count(d) for d in DELIMITERS}
+    if counts[","]:
+        return ","
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    if counts[best]:
+        logger.info("%s '%s': reading columns separated by %r (no comma in the header)",
+                    what, path, best)  # fmt: skip
+        return best
+    return ","
 
 
 def _kind(p: Path) -> str:
@@ -236,7 +274,9 @@ def load_events(
         users_frame = extra if users_frame is None else _merge_users(users_frame, extra)
     for reason, count in dropped.items():
         logger.warning("dropped %d rows: %s", count, reason)
-    frame = frame.sort(["user_id", "timestamp"], maintain_order=True)
+    frame = mask_frame(frame, FREE_TEXT).sort(["user_id", "timestamp"], maintain_order=True)
+    if users_frame is not None:
+        users_frame = mask_frame(users_frame, [c for c in users_frame.columns if c != "user_id"])
     return EventData(frame, users_frame, dropped, fingerprint, source)
 
 
@@ -293,6 +333,7 @@ def _canonicalize(
     for column in NUMERIC:
         if column in frame.columns:
             frame = frame.with_columns(parse_number(frame[column], column, rows=frame[_ROW]))
+            frame = _check_range(frame, column, drop_invalid=drop_invalid, dropped=dropped)
     for column in STRINGS[1:]:
         if column in frame.columns:
             frame = frame.with_columns(as_string(frame[column]).alias(column))
@@ -322,6 +363,29 @@ def _canonicalize(
     return frame.select(CANONICAL)
 
 
+def _check_range(
+    frame: pl.DataFrame, column: str, *, drop_invalid: bool, dropped: dict[str, int]
+) -> pl.DataFrame:
+    """Fail on (or drop and count) NaN, infinite and absurdly large values of ``column``."""
+    bad = out_of_range(frame[column], column)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return frame
+    if not drop_invalid:
+        first = int(bad.arg_true()[0])
+        raise SegmenterError(
+            f"column '{column}': {frame[column][first]} (row {int(frame[_ROW][first])}) is not "
+            f"a finite number within +-{LIMITS[column]:g} ({n_bad} such rows); fix them or pass "
+            f"--drop-invalid to drop them"
+        )
+    reason = f"'{column}' NaN, infinite or beyond +-{LIMITS[column]:g}"
+    dropped[reason] = dropped.get(reason, 0) + n_bad
+    frame = frame.filter(~bad)
+    if frame.height == 0:
+        raise SegmenterError(f"input has no rows left after dropping rows with invalid {column}")
+    return frame
+
+
 def _dtype(column: str) -> type[pl.DataType]:
     if column in NUMERIC:
         return pl.Float64
@@ -331,15 +395,13 @@ def _dtype(column: str) -> type[pl.DataType]:
 
 
 def normalize_id(series: pl.Series) -> pl.Series:
-    """Customer keys as strings; "17850.0" (a float round trip) becomes "17850"."""
+    """Customer keys as strings, stripped; a whole number written as a float loses its ".0".
+
+    The rule looks at each key alone: "7", "7.0" and "7.00" are customer "7" whatever the
+    other keys of the file are; "7.5", "A.0" and "007" stay as written.
+    """
     text = as_string(series).str.strip_chars()
-    present = text.drop_nulls()
-    # only when every key is a whole number (some written as floats): "1.5" or "A.0" stay
-    if bool(present.str.contains(r"\.0+$").any()) and bool(
-        present.str.contains(r"^-?\d+(?:\.0+)?$").all()
-    ):
-        text = text.str.replace(r"\.0+$", "")
-    return text
+    return text.str.replace(r"^(-?\d+)\.0+$", "${1}")
 
 
 def _online_retail(

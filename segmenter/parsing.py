@@ -80,6 +80,17 @@ def parse_timestamp_strings(text: pl.Series) -> pl.Series:
     return pl.select(pl.coalesce(pl.lit(parsed), pl.lit(attempt))).to_series()
 
 
+#: Largest magnitude a value may have; beyond it (or NaN, +-inf) it is a data error, a unit or
+#: parsing slip, not a purchase: an event of over a billion, a million units, a rating over 100.
+LIMITS = {"amount": 1e9, "quantity": 1e6, "rating": 100.0}
+
+
+def out_of_range(series: pl.Series, column: str) -> pl.Series:
+    """True where a present value is NaN, infinite or beyond ``LIMITS[column]``."""
+    values = series.cast(pl.Float64)
+    return (values.is_not_null() & ~(values.abs() <= LIMITS[column])).fill_null(False)
+
+
 def parse_number(series: pl.Series, column: str, *, rows: pl.Series | None = None) -> pl.Series:
     if series.dtype.is_numeric():
         return series.cast(pl.Float64).alias(column)
@@ -101,6 +112,11 @@ def parse_number(series: pl.Series, column: str, *, rows: pl.Series | None = Non
 
 def as_string(series: pl.Series) -> pl.Series:
     """The series as strings; whole floats (17850.0, from CSV/pandas round trips) lose .0."""
+    if series.dtype.is_nested() or series.dtype == pl.Object:
+        raise SegmenterError(
+            f"column '{series.name}' holds {series.dtype} values; expected one text or number "
+            f"per row"
+        )
     if series.dtype == pl.String:
         return series
     if series.dtype.is_float():
