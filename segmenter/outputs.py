@@ -62,11 +62,9 @@ def check_location(
     """Raise :class:`SegmenterError` unless ``out`` may be written; return it resolved."""
     given = Path(out)
     path = resolved(given)
-    cwd = Path.cwd().resolve()
-    if kind == "run" and cwd.is_relative_to(path):
-        raise SegmenterError(
-            f"{option}: '{given}' is the current folder or one of its parents; name a new folder"
-        )
+    for above in (path.parent, *path.parent.parents):
+        if above.exists() and not above.is_dir():
+            raise SegmenterError(f"{option}: '{given}' is under '{above}', which is a file")
     for source in inputs:
         if source is None:
             continue
@@ -76,12 +74,14 @@ def check_location(
                 f"{option}: '{given}' {relation} the input '{source}'; the input is never "
                 f"written over, choose another {option}"
             )
+    cwd = Path.cwd().resolve()
+    if kind == "run" and cwd.is_relative_to(path):
+        raise SegmenterError(
+            f"{option}: '{given}' is the current folder or one of its parents; name a new folder"
+        )
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
-    for above in (path.parent, *path.parent.parents):
-        if above.exists() and not above.is_dir():
-            raise SegmenterError(f"{option}: '{given}' is under '{above}', which is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise SegmenterError(f"{option}: cannot write under '{parent}' (read-only or no permission)")
     if path.exists() or path.is_symlink():
