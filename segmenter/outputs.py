@@ -16,7 +16,6 @@ a killed run left behind. Every refusal is a :class:`~segmenter.errors.Segmenter
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import re
@@ -83,7 +82,9 @@ def check_location(
     while not parent.exists():
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise SegmenterError(f"{option}: cannot write under '{parent}' (read-only or no permission)")
+        raise SegmenterError(
+            f"{option}: cannot write under '{parent}' (read-only or no permission)"
+        )
     if path.exists() or path.is_symlink():
         _check_existing(given, path, option=option, kind=kind, force=force)
     return path
@@ -175,8 +176,9 @@ def _take_lock(path: Path, option: str) -> Path:
             lock.unlink(missing_ok=True)
             continue
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise SegmenterError(
-                f"{option}: cannot write under '{path.parent}' ({errno.errorcode.get(exc.errno or 0, exc)})"
+                f"{option}: cannot write under '{path.parent}' ({reason})"
             ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()}\n")
@@ -202,7 +204,9 @@ def remove_stale(path: Path) -> int:
             entry.unlink(missing_ok=True)
         removed += 1
     if removed:
-        logger.warning("removed %d temporary leftover(s) of an interrupted run next to %s", removed, path)
+        logger.warning(
+            "removed %d temporary leftover(s) of an interrupted run next to %s", removed, path
+        )
     return removed
 
 

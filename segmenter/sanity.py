@@ -58,7 +58,7 @@ def check_events(
                 f"every event is dated after {cut:%Y-%m-%d %H:%M} (the "
                 f"{'--as-of date' if as_of else 'run date'}); pass --as-of with a later date"
             )
-        latest = events["timestamp"].filter(late).max()
+        latest = str(events["timestamp"].filter(late).max())
         warnings.append(
             f"{n_late} events dated after {cut:%Y-%m-%d} (latest {latest}) were left out; "
             f"pass --as-of to choose the date the data is seen from"

@@ -132,8 +132,13 @@ def _case_builders(tables: dict[str, pl.DataFrame]) -> dict[str, tuple[Build, st
             "is the input",
         ),
         "out-inside-input-folder": (
-            lambda r: ["--input", str(events_in(r).parent), "--quiet",
-                       "--out", str(r / "data" / "run")],  # fmt: skip
+            lambda r: [
+                "--input",
+                str(events_in(r).parent),
+                "--quiet",
+                "--out",
+                str(r / "data" / "run"),
+            ],
             "is inside the input",
         ),
         "out-under-a-file": (file_parent, "which is a file"),
@@ -344,7 +349,7 @@ def test_assign_guards_its_inputs_and_the_model(
     before = digest(root, skip=root / "cache")
     cases = [
         (["--out", str(events), "--force"], "is the input"),
-        (["--out", str(tmp_path)], "expected a .parquet"),
+        (["--out", str(tmp_path)], "should end in .parquet"),
         (["--out", str(model / "x.parquet")], "is inside the input"),
     ]
     (tmp_path / "dir.parquet").mkdir()
@@ -352,9 +357,7 @@ def test_assign_guards_its_inputs_and_the_model(
     pl.DataFrame({"a": [1]}).write_parquet(tmp_path / "mine.parquet")
     cases.append((["--out", str(tmp_path / "mine.parquet"), "--force"], "not an assignments"))
     for extra, fragment in cases:
-        code, err = cli(
-            assign, ["--model", str(model), "--input", str(events), "--quiet", *extra]
-        )
+        code, err = cli(assign, ["--model", str(model), "--input", str(events), "--quiet", *extra])
         assert code == 2 and fragment in err and err.count("\n") == 1, (extra, err)
     assert digest(root, skip=root / "cache") == before
 
@@ -402,8 +405,9 @@ _VALUES = st.one_of(
 @st.composite
 def event_frames(draw: st.DrawFn) -> pl.DataFrame:
     n = draw(st.integers(1, 24))
-    ids = draw(st.lists(st.sampled_from(["1", "1.0", "2", "x", " 3 ", "", "7.00"]), min_size=n,
-                        max_size=n))  # fmt: skip
+    ids = draw(
+        st.lists(st.sampled_from(["1", "1.0", "2", "x", " 3 ", "", "7.00"]), min_size=n, max_size=n)
+    )
     days = draw(st.lists(st.integers(0, 3000), min_size=n, max_size=n))
     stamps = [str(np.datetime64("2001-01-01") + d) for d in days]
     if draw(st.booleans()):
@@ -412,8 +416,11 @@ def event_frames(draw: st.DrawFn) -> pl.DataFrame:
         {
             "user_id": ids,
             "timestamp": stamps,
-            "event_type": draw(st.lists(st.sampled_from(["purchase", "return", "view", None]),
-                                        min_size=n, max_size=n)),  # fmt: skip
+            "event_type": draw(
+                st.lists(
+                    st.sampled_from(["purchase", "return", "view", None]), min_size=n, max_size=n
+                )
+            ),
             "amount": draw(st.lists(_VALUES, min_size=n, max_size=n)),
             "quantity": draw(st.lists(_VALUES, min_size=n, max_size=n)),
             "item_name": draw(st.lists(st.text(max_size=12), min_size=n, max_size=n)),
@@ -422,7 +429,9 @@ def event_frames(draw: st.DrawFn) -> pl.DataFrame:
     )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(frame=event_frames())
 def test_any_event_frame_runs_or_fails_in_one_line(frame: pl.DataFrame, tmp_path: Path) -> None:
     """The data stages up to the segments (a fake encoder stands in for the real one)."""
