@@ -103,7 +103,7 @@ def cache_from_args(args: argparse.Namespace) -> EmbeddingCache | None:
 
 def input_paths(args: argparse.Namespace) -> list[str | Path]:
     """Every file or folder the run reads (none of them may be an output)."""
-    given = [args.input, args.users, args.items, getattr(args, "model", None)]
+    given = [args.input, args.users, args.items]
     if args.input is None:
         given += [SAMPLE_DATA]
     return [p for p in given if p is not None]

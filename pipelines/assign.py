@@ -37,7 +37,9 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise SegmenterError(f"--out: '{out}' should end in .parquet")
-    with claim(out, inputs=input_paths(args), kind="assignments", force=args.force):
+    with claim(
+        out, inputs=input_paths(args), kind="assignments", force=args.force, models=[args.model]
+    ):
         model = Segmenter.load(
             args.model, cache=cache_from_args(args), device=args.device, progress=not args.quiet
         )

@@ -16,7 +16,14 @@ from pathlib import Path
 import polars as pl
 
 from segmenter.errors import SegmenterError, preview
-from segmenter.parsing import LIMITS, as_string, out_of_range, parse_number, parse_timestamp
+from segmenter.parsing import (
+    as_string,
+    check_range,
+    is_csv,
+    parse_number,
+    parse_timestamp,
+    sniff_delimiter,
+)
 from segmenter.privacy import mask_frame
 
 logger = logging.getLogger(__name__)
@@ -131,7 +138,7 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
     try:
         if p.is_dir():
             shards = sorted(p.glob("*.parquet"))
-            other = sorted(f.name for f in p.iterdir() if _is_csv(f.name))
+            other = sorted(f.name for f in p.iterdir() if is_csv(f.name))
             if other:
                 raise SegmenterError(
                     f"{what} folder '{p}' holds CSV files ({other[0]}, ...); a folder is read as "
@@ -145,7 +152,7 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
         name = p.name.lower()
         if name.endswith(".parquet") or name.endswith(".pq"):
             return pl.read_parquet(p)
-        if _is_csv(name):
+        if is_csv(name):
             sep = "\t" if ".tsv" in name else sniff_delimiter(p, what)
             return pl.read_csv(p, infer_schema=False, separator=sep, quote_char='"')
     except SegmenterError:
@@ -159,33 +166,6 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
         f"{what} '{p}' has an unknown file type; expected .parquet, .csv, .csv.gz, .tsv "
         f"or a folder of .parquet shards"
     )
-
-
-def _is_csv(name: str) -> bool:
-    return name.lower().endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz"))
-
-
-#: Delimiters a ``.csv`` file may use; the header line decides (comma unless it has none).
-DELIMITERS = (",", ";", "\t", "|")
-
-
-def sniff_delimiter(path: Path, what: str) -> str:
-    """The delimiter of a CSV file's header line: "," unless the header has no comma but
-    another of :data:`DELIMITERS` (logged, since a ";" file read with "," is one column)."""
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        head = fh.readline(1 << 16).decode("utf-8", errors="replace")
-    counts = {d: head.count(d) for d in DELIMITERS}
-    if counts[","]:
-        return ","
-    best = max(DELIMITERS, key=lambda d: counts[d])
-    if counts[best]:
-        logger.info("%s '%s': reading columns separated by %r (no comma in the header)",
-                    what, path, best)  # fmt: skip
-        return best
-    return ","
 
 
 def _kind(p: Path) -> str:
@@ -333,7 +313,7 @@ def _canonicalize(
     for column in NUMERIC:
         if column in frame.columns:
             frame = frame.with_columns(parse_number(frame[column], column, rows=frame[_ROW]))
-            frame = _check_range(frame, column, drop_invalid=drop_invalid, dropped=dropped)
+            frame = check_range(frame, column, _ROW, drop_invalid=drop_invalid, dropped=dropped)
     for column in STRINGS[1:]:
         if column in frame.columns:
             frame = frame.with_columns(as_string(frame[column]).alias(column))
@@ -361,29 +341,6 @@ def _canonicalize(
         .alias("event_type")
     )
     return frame.select(CANONICAL)
-
-
-def _check_range(
-    frame: pl.DataFrame, column: str, *, drop_invalid: bool, dropped: dict[str, int]
-) -> pl.DataFrame:
-    """Fail on (or drop and count) NaN, infinite and absurdly large values of ``column``."""
-    bad = out_of_range(frame[column], column)
-    n_bad = int(bad.sum())
-    if not n_bad:
-        return frame
-    if not drop_invalid:
-        first = int(bad.arg_true()[0])
-        raise SegmenterError(
-            f"column '{column}': {frame[column][first]} (row {int(frame[_ROW][first])}) is not "
-            f"a finite number within +-{LIMITS[column]:g} ({n_bad} such rows); fix them or pass "
-            f"--drop-invalid to drop them"
-        )
-    reason = f"'{column}' NaN, infinite or beyond +-{LIMITS[column]:g}"
-    dropped[reason] = dropped.get(reason, 0) + n_bad
-    frame = frame.filter(~bad)
-    if frame.height == 0:
-        raise SegmenterError(f"input has no rows left after dropping rows with invalid {column}")
-    return frame
 
 
 def _dtype(column: str) -> type[pl.DataType]:

@@ -63,6 +63,9 @@ def resolve_model_path(name: str | os.PathLike[str] | None) -> str:
                 f"--encoder: '{path}' is not a sentence-transformers folder "
                 f"(no modules.json or config.json)"
             )
+        from segmenter.safefolder import check_safe_folder
+
+        check_safe_folder(path)
         return str(path)
     # offline is a promise: a hub name ("BAAI/bge-small-en") is never fetched
     raise SegmenterError(

@@ -39,13 +39,14 @@ def resolved(path: str | os.PathLike[str]) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def _related(out: Path, other: Path) -> str | None:
-    """How ``out`` and an input relate, or None when they are apart."""
+def _related(out: Path, other: Path, *, inside: bool = True) -> str | None:
+    """How ``out`` and an input relate, or None when they are apart (or, without ``inside``,
+    when ``out`` merely lies inside it)."""
     if out == other:
         return "is"
     if other.is_relative_to(out):
         return "contains"
-    if out.is_relative_to(other):
+    if inside and out.is_relative_to(other):
         return "is inside"
     return None
 
@@ -57,17 +58,22 @@ def check_location(
     inputs: Iterable[str | os.PathLike[str] | None] = (),
     kind: Kind = "run",
     force: bool = False,
+    models: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
-    """Raise :class:`SegmenterError` unless ``out`` may be written; return it resolved."""
+    """Raise :class:`SegmenterError` unless ``out`` may be written; return it resolved.
+
+    ``out`` may not be, contain or lie inside an input (a new file in a folder of parquet
+    shards would change the input); it may lie inside one of ``models`` (a model folder), but
+    not be or contain it.
+    """
     given = Path(out)
     path = resolved(given)
     for above in (path.parent, *path.parent.parents):
         if above.exists() and not above.is_dir():
             raise SegmenterError(f"{option}: '{given}' is under '{above}', which is a file")
-    for source in inputs:
-        if source is None:
-            continue
-        relation = _related(path, resolved(source))
+    sources = [(s, True) for s in inputs if s is not None] + [(m, False) for m in models]
+    for source, inside in sources:
+        relation = _related(path, resolved(source), inside=inside)
         if relation is not None:
             raise SegmenterError(
                 f"{option}: '{given}' {relation} the input '{source}'; the input is never "
@@ -218,14 +224,15 @@ def claim(
     inputs: Iterable[str | os.PathLike[str] | None] = (),
     kind: Kind = "run",
     force: bool = False,
+    models: Iterable[str | os.PathLike[str]] = (),
 ) -> Iterator[Path]:
     """Check ``out``, lock it for this run, clear stale temporaries; release the lock after."""
-    inputs = list(inputs)
-    path = check_location(out, option=option, inputs=inputs, kind=kind, force=force)
+    inputs, models = list(inputs), list(models)
+    path = check_location(out, option=option, inputs=inputs, kind=kind, force=force, models=models)
     lock = _take_lock(path, option)
     try:
         # checked again under the lock: another run may have finished writing it meanwhile
-        check_location(out, option=option, inputs=inputs, kind=kind, force=force)
+        check_location(out, option=option, inputs=inputs, kind=kind, force=force, models=models)
         remove_stale(path)
         yield path
     finally:

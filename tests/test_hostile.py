@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,16 @@ Build = Callable[[Path], list[str]]
 EMAIL, PHONE = "jane.doe@example.com", "+44 20 7946 0958"
 IBAN, CARD = "DE89 3704 0044 0532 0130 00", "4111 1111 1111 1111"
 PLANTED = (EMAIL, PHONE, IBAN, CARD, "DE89370400440532013000", "4111111111111111", "7946 0958")
+
+
+class Payload:
+    """Unpickling this runs a shell command that leaves a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch '{self.marker}'",)
 
 
 def cli(module: object, argv: list[str]) -> tuple[int, str]:
@@ -112,6 +123,13 @@ def _case_builders(tables: dict[str, pl.DataFrame]) -> dict[str, tuple[Build, st
         path = _write(frame, root / "data" / "events.parquet")
         return ["--input", str(path), "--quiet", "--k", "3", "--out", str(root / "out")]
 
+    def pickled_encoder(root: Path) -> list[str]:
+        folder = root / "enc"
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload(root / "pwned")))
+        return base(root, "--encoder", str(folder), "--out", str(root / "o"))
+
     def file_parent(root: Path) -> list[str]:
         return base(root, "--out", str(root / "data" / "events.parquet" / "run"))
 
@@ -155,6 +173,7 @@ def _case_builders(tables: dict[str, pl.DataFrame]) -> dict[str, tuple[Build, st
         "k-equals-customers": (lambda r: base(r, "--k", "60", "--out", str(r / "o")), "60"),
         "identical-customers": (identical, "identical events"),
         "bad-as-of": (lambda r: base(r, "--as-of", "yesterday", "--out", str(r / "o")), "--as-of"),
+        "pickled-encoder": (pickled_encoder, "pickle-format file"),
         "hub-encoder": (
             lambda r: base(r, "--encoder", "BAAI/bge-small-en", "--out", str(r / "o")),
             "not a local folder",
@@ -350,7 +369,7 @@ def test_assign_guards_its_inputs_and_the_model(
     cases = [
         (["--out", str(events), "--force"], "is the input"),
         (["--out", str(tmp_path)], "should end in .parquet"),
-        (["--out", str(model / "x.parquet")], "is inside the input"),
+        (["--out", str(model)], "should end in .parquet"),
     ]
     (tmp_path / "dir.parquet").mkdir()
     cases.append((["--out", str(tmp_path / "dir.parquet")], "is a folder"))
@@ -363,7 +382,9 @@ def test_assign_guards_its_inputs_and_the_model(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["missing-key", "truncated", "missing-file", "hub-encoder"])
+@pytest.mark.parametrize(
+    "damage", ["missing-key", "truncated", "missing-file", "hub-encoder", "pickled-encoder"]
+)
 def test_damaged_model_folder_is_one_line(
     hostile_run: tuple[Path, Path], tmp_path: Path, damage: str
 ) -> None:
@@ -382,8 +403,14 @@ def test_damaged_model_folder_is_one_line(
     elif damage == "missing-file":
         victim = next(p for p in sorted(model.rglob("*")) if p.is_file() and p != state_path)
         victim.unlink()
-    else:
+    elif damage == "hub-encoder":
         state["encoder"]["path"] = "BAAI/bge-small-en"
+        state_path.write_text(json.dumps(state))
+    else:  # a fine-tuned encoder folder whose weights unpickle a payload
+        (model / "encoder").mkdir()
+        (model / "encoder" / "config.json").write_text("{}")
+        (model / "encoder" / "pytorch_model.bin").write_bytes(pickle.dumps(Payload(tmp_path / "x")))
+        state["encoder"]["path"] = "encoder"
         state_path.write_text(json.dumps(state))
     code, err = cli(
         assign,
@@ -392,6 +419,7 @@ def test_damaged_model_folder_is_one_line(
     )  # fmt: skip
     assert code == 2 and err.count("\n") == 1, err
     assert not (tmp_path / "a.parquet").exists()
+    assert not (tmp_path / "x").exists()  # no code from the folder ran
 
 
 # -- any frame: it runs, or it fails with exit 2 and one line ------------------------------------
