@@ -491,3 +491,32 @@ def test_any_event_frame_runs_or_fails_in_one_line(frame: pl.DataFrame, tmp_path
             code, message = 2, str(exc)
             assert "\n" not in message and message
     assert code in (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("plant", "fragment"),
+    [
+        ({"pytorch_model.bin": b"pickle"}, "pickle-format file"),
+        ({"sub/optimizer.pt": b"pickle"}, "pickle-format file"),
+        ({"modules.json": b'[{"type": "os.system", "path": ""}]'}, "module type 'os.system'"),
+        ({"config.json": b'{"auto_map": {"AutoModel": "evil.Model"}}'}, "auto_map"),
+    ],
+)
+def test_every_encoder_loader_refuses_a_hostile_folder(
+    plant: dict[str, bytes], fragment: str, tmp_path: Path
+) -> None:
+    """The loader behind fine-tuned encoders and classify models, and --encoder's check."""
+    from segmenter.embed import resolve_model_path
+    from segmenter.errors import SegmenterError
+    from segmenter.finetune.encoder import load_sentence_transformer
+
+    (tmp_path / "config.json").write_text("{}")
+    for name, payload in plant.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(payload)
+    with pytest.raises(SegmenterError, match=fragment):
+        load_sentence_transformer(tmp_path, "cpu")
+    with pytest.raises(SegmenterError, match=fragment):
+        resolve_model_path(tmp_path)
+    with pytest.raises(SegmenterError, match="not a local folder"):
+        load_sentence_transformer("BAAI/bge-small-en", "cpu")
