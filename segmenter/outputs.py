@@ -28,11 +28,17 @@ from segmenter.errors import SegmenterError
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["run", "assignments"]
-#: What marks a folder as a run folder the tool wrote (``--force`` replaces nothing else).
-RUN_MARKERS = ("run.json", "model")
-#: Columns that mark a parquet file as assignments the tool wrote.
-ASSIGNMENT_COLUMNS = ("user_id", "segment", "segment_name")
+Kind = Literal["run", "assignments", "classifier", "predictions"]
+#: What marks a folder as one the tool wrote (``--force`` replaces nothing else).
+FOLDER_MARKERS: dict[str, tuple[str, ...]] = {
+    "run": ("run.json", "model"),  # pipelines.discover
+    "classifier": ("metrics.json", "classifier.json"),  # pipelines.classify train
+}
+#: Columns that mark a parquet file as one the tool wrote.
+FILE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "assignments": ("user_id", "segment", "segment_name"),  # pipelines.assign
+    "predictions": ("user_id", "label", "probability"),  # pipelines.classify predict
+}
 
 
 def resolved(path: str | os.PathLike[str]) -> Path:
@@ -80,7 +86,7 @@ def check_location(
                 f"written over, choose another {option}"
             )
     cwd = Path.cwd().resolve()
-    if kind == "run" and cwd.is_relative_to(path):
+    if kind in FOLDER_MARKERS and cwd.is_relative_to(path):
         raise SegmenterError(
             f"{option}: '{given}' is the current folder or one of its parents; name a new folder"
         )
@@ -97,7 +103,7 @@ def check_location(
 
 
 def _check_existing(given: Path, path: Path, *, option: str, kind: Kind, force: bool) -> None:
-    if kind == "run":
+    if kind in FOLDER_MARKERS:
         if not path.is_dir():
             raise SegmenterError(f"{option}: '{given}' exists and is a file; expected a folder")
         if not any(path.iterdir()):
@@ -106,9 +112,11 @@ def _check_existing(given: Path, path: Path, *, option: str, kind: Kind, force: 
             raise SegmenterError(
                 f"{option}: '{given}' exists and is not empty; pass --force to replace it"
             )
-        if not all((path / marker).exists() for marker in RUN_MARKERS):
+        markers = FOLDER_MARKERS[kind]
+        if not all((path / marker).exists() for marker in markers):
+            what = "a run folder" if kind == "run" else "a classifier folder"
             raise SegmenterError(
-                f"{option}: '{given}' is not a run folder (no run.json and model/); --force only "
+                f"{option}: '{given}' is not {what} (no {' and '.join(markers)}); --force only "
                 f"replaces a folder this tool wrote"
             )
         return
@@ -122,10 +130,10 @@ def _check_existing(given: Path, path: Path, *, option: str, kind: Kind, force: 
         columns = set(pl.read_parquet_schema(path))
     except Exception:  # any unreadable file: not ours
         columns = set()
-    if not set(ASSIGNMENT_COLUMNS) <= columns:
+    if not set(FILE_COLUMNS[kind]) <= columns:
         raise SegmenterError(
-            f"{option}: '{given}' is not an assignments file written by this tool; --force only "
-            f"overwrites those"
+            f"{option}: '{given}' is not {kind} written by this tool (no columns "
+            f"{list(FILE_COLUMNS[kind])}); --force only overwrites those"
         )
 
 
