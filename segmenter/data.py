@@ -54,8 +54,10 @@ STRINGS = (
     "channel",
 )
 ITEM_COLUMNS = ("item_name", "category", "price")
-#: Free text, masked on load (:mod:`segmenter.privacy`); so is every text attribute of users.
-FREE_TEXT = ("item_name", "category", "text", "channel")
+#: Free text masked on load (:mod:`segmenter.privacy`), as is every text attribute of users;
+#: ``text`` is masked where it is read (facts, terms), after its newest distinct values are
+#: chosen, by the same rules.
+FREE_TEXT = ("item_name", "category", "channel")
 #: Row number in the input as read, carried through drops so errors name the user's row.
 _ROW = "__segmenter_row__"
 

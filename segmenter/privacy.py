@@ -1,9 +1,10 @@
 """Mask personal data in free text: the one place of the masking rules.
 
-Every free-text column is masked when the data is loaded (:func:`mask_frame`, called by
-:func:`segmenter.data.load_events`): ``item_name``, ``category``, ``channel``, ``text`` and every
-text attribute of the users table. Nothing downstream (documents, profiles, distinctive terms,
-the report, the model folder) sees the raw values. Control characters (NUL, ESC, ...) become
+``item_name``, ``category``, ``channel`` and every text attribute of the users table are masked
+when the data is loaded (:func:`mask_frame`, called by :func:`segmenter.data.load_events`);
+``text`` is masked wherever it is read (:mod:`segmenter.facts`, :mod:`segmenter.terms`). Nothing
+downstream (documents, profiles, distinctive terms, the report, the model folder) sees raw
+values. Control characters (NUL, ESC, ...) become
 spaces. Keys (``user_id``, ``item_id``, ``order_id``) are identifiers, not free text, and stay.
 """
 
