@@ -374,7 +374,9 @@ def test_assign_guards_its_inputs_and_the_model(
     (tmp_path / "dir.parquet").mkdir()
     cases.append((["--out", str(tmp_path / "dir.parquet")], "is a folder"))
     pl.DataFrame({"a": [1]}).write_parquet(tmp_path / "mine.parquet")
-    cases.append((["--out", str(tmp_path / "mine.parquet"), "--force"], "not an assignments"))
+    cases.append(
+        (["--out", str(tmp_path / "mine.parquet"), "--force"], "is not assignments written by")
+    )
     for extra, fragment in cases:
         code, err = cli(assign, ["--model", str(model), "--input", str(events), "--quiet", *extra])
         assert code == 2 and fragment in err and err.count("\n") == 1, (extra, err)
@@ -423,37 +425,52 @@ def test_damaged_model_folder_is_one_line(
 
 
 # -- any frame: it runs, or it fails with exit 2 and one line ------------------------------------
-_VALUES = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True, width=64),
-    st.sampled_from([0.0, 1.0, -1.0, 1e12]),
-    st.none(),
-)
+#: Mostly plain values, so that many frames run through; one cell may then be poisoned.
+_VALUES = st.one_of(st.floats(-50, 500), st.none())
+_POISON = st.sampled_from(
+    [("amount", float("nan")), ("amount", float("inf")), ("quantity", -1e308),
+     ("rating", 1e9), ("user_id", ""), ("user_id", None), ("timestamp", "9999-12-31"),
+     ("timestamp", "not a date"), ("timestamp", "2020-02-30"), ("item_name", "a\x00\x1b b")]
+)  # fmt: skip
+
+
+class HashEncoder:
+    """A stand-in encoder: a deterministic unit vector per text, no model."""
+
+    identity = "hash:v1"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = [
+            np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(
+                size=8
+            )
+            for t in texts
+        ]
+        out = np.array(rows, dtype=np.float32).reshape(len(texts), 8)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @st.composite
 def event_frames(draw: st.DrawFn) -> pl.DataFrame:
-    n = draw(st.integers(1, 24))
-    ids = draw(
-        st.lists(st.sampled_from(["1", "1.0", "2", "x", " 3 ", "", "7.00"]), min_size=n, max_size=n)
-    )
+    n = draw(st.integers(1, 30))
+    ids = st.sampled_from(["1", "1.0", "2", "x", " 3 ", "7.00", "7", "8", "9", "y"])
+    kinds = st.sampled_from(["purchase", "purchase", "return", "view", None])
     days = draw(st.lists(st.integers(0, 3000), min_size=n, max_size=n))
-    stamps = [str(np.datetime64("2001-01-01") + d) for d in days]
+    columns: dict[str, list[object]] = {
+        "user_id": draw(st.lists(ids, min_size=n, max_size=n)),
+        "timestamp": [str(np.datetime64("2001-01-01") + d) for d in days],
+        "event_type": draw(st.lists(kinds, min_size=n, max_size=n)),
+        "amount": draw(st.lists(_VALUES, min_size=n, max_size=n)),
+        "quantity": draw(st.lists(_VALUES, min_size=n, max_size=n)),
+        "rating": draw(st.lists(st.one_of(st.none(), st.floats(1, 5)), min_size=n, max_size=n)),
+        "item_name": draw(st.lists(st.text(max_size=12), min_size=n, max_size=n)),
+    }
     if draw(st.booleans()):
-        stamps[0] = draw(st.sampled_from(["9999-12-31", "not a date", "", "2020-02-30"]))
+        column, value = draw(_POISON)
+        columns[column][draw(st.integers(0, n - 1))] = value
     return pl.DataFrame(
-        {
-            "user_id": ids,
-            "timestamp": stamps,
-            "event_type": draw(
-                st.lists(
-                    st.sampled_from(["purchase", "return", "view", None]), min_size=n, max_size=n
-                )
-            ),
-            "amount": draw(st.lists(_VALUES, min_size=n, max_size=n)),
-            "quantity": draw(st.lists(_VALUES, min_size=n, max_size=n)),
-            "item_name": draw(st.lists(st.text(max_size=12), min_size=n, max_size=n)),
-        },
-        schema_overrides={"amount": pl.Float64, "quantity": pl.Float64},
+        columns,
+        schema_overrides={"amount": pl.Float64, "quantity": pl.Float64, "rating": pl.Float64},
     )
 
 
@@ -470,7 +487,6 @@ def test_any_event_frame_runs_or_fails_in_one_line(frame: pl.DataFrame, tmp_path
     from segmenter.errors import SegmenterError
     from segmenter.model import Segmenter
     from segmenter.sanity import check_segmentable
-    from tests.test_embed import FakeEncoder
 
     path = tmp_path / "events.parquet"
     frame.write_parquet(path)
@@ -480,7 +496,7 @@ def test_any_event_frame_runs_or_fails_in_one_line(frame: pl.DataFrame, tmp_path
     def main(ns: argparse.Namespace) -> int:
         data = load_from_args(ns)
         check_segmentable(data, config.k, config.k_range)
-        Segmenter(config, encoder=FakeEncoder(), progress=False).fit(data)
+        Segmenter(config, encoder=HashEncoder(), progress=False).fit(data)
         return 0
 
     err = io.StringIO()
