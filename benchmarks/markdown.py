@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.balance_table import render_balance
-from benchmarks.lineage_table import render_lineage
 from benchmarks.explain import render_explain
+from benchmarks.lineage_table import render_lineage
 from benchmarks.tables import (
     f,
     render_latency,

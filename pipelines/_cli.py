@@ -53,8 +53,13 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--columns", default=None, help="rename columns: canonical=theirs,...")
     g.add_argument("--preset", default=None, help="named input layout, e.g. online-retail")
     g.add_argument(
-        "--drop-invalid", action="store_true", help="drop rows without user id (counted)"
+        "--drop-invalid",
+        action="store_true",
+        help="drop rows without user id or with a NaN, infinite or absurd number (counted)",
     )
+    g.add_argument("--as-of", default=None, help="date the data is seen from (default: today); "
+                   "later events are left out with a warning")  # fmt: skip
+    g.add_argument("--dedupe", action="store_true", help="drop exact duplicate rows (counted)")
     g.add_argument("--cache", default=None, help="embedding cache folder "
                    "(default: $SEGMENTER_CACHE or ~/.cache/segmenter/embeddings)")  # fmt: skip
     g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
@@ -63,13 +68,15 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def load_from_args(args: argparse.Namespace) -> EventData:
     from segmenter.data import load_events, parse_columns
+    from segmenter.sanity import check_events, parse_as_of
 
     users, items, source = args.users, args.items, args.input
     if source is None:
         source = SAMPLE_DATA / "events.parquet"
         users = users or SAMPLE_DATA / "users.parquet"
         items = items or SAMPLE_DATA / "items.parquet"
-    return load_events(
+    as_of = parse_as_of(args.as_of) if args.as_of else None
+    data = load_events(
         source,
         users=users,
         items=items,
@@ -77,10 +84,12 @@ def load_from_args(args: argparse.Namespace) -> EventData:
         preset=args.preset,
         drop_invalid=args.drop_invalid,
     )
+    return check_events(data, as_of=as_of, dedupe=args.dedupe)
 
 
 def cache_from_args(args: argparse.Namespace) -> EmbeddingCache | None:
     from segmenter.embed import EmbeddingCache
+    from segmenter.outputs import check_cache
 
     if args.no_cache:
         return None
@@ -88,7 +97,16 @@ def cache_from_args(args: argparse.Namespace) -> EmbeddingCache | None:
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         root = Path(base) / "segmenter" / "embeddings"
+    check_cache(root, option="--cache" if args.cache else "cache folder")
     return EmbeddingCache(root)
+
+
+def input_paths(args: argparse.Namespace) -> list[str | Path]:
+    """Every file or folder the run reads (none of them may be an output)."""
+    given = [args.input, args.users, args.items]
+    if args.input is None:
+        given += [SAMPLE_DATA]
+    return [p for p in given if p is not None]
 
 
 def run_cli(

@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.assign")
@@ -32,18 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from segmenter import io
     from segmenter.model import Segmenter
+    from segmenter.outputs import claim
 
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise SegmenterError(f"--out: '{out}' should end in .parquet")
-    if out.exists() and not args.force:
-        raise SegmenterError(f"--out: '{out}' exists; pass --force to overwrite it")
-    model = Segmenter.load(
-        args.model, cache=cache_from_args(args), device=args.device, progress=not args.quiet
-    )
-    data = load_from_args(args)
-    assigned = model.predict(data)
-    io.write_parquet(assigned, out)
+    with claim(
+        out, inputs=input_paths(args), kind="assignments", force=args.force, models=[args.model]
+    ):
+        model = Segmenter.load(
+            args.model, cache=cache_from_args(args), device=args.device, progress=not args.quiet
+        )
+        data = load_from_args(args)
+        assigned = model.predict(data)
+        io.write_parquet(assigned, out)
     counts = assigned["segment_name"].value_counts(sort=True)
     print(f"assigned {assigned.height} customers -> {out}")
     for name, size in counts.iter_rows():

@@ -24,6 +24,7 @@ from segmenter import io
 from segmenter.data import load_events, parse_columns
 from segmenter.embed import DEFAULT_ENCODER
 from segmenter.errors import SegmenterError
+from segmenter.outputs import Kind, check_location
 
 if TYPE_CHECKING:
     from segmenter.data import EventData
@@ -120,7 +121,7 @@ def train(args: argparse.Namespace) -> int:
     )
     classifier.check_params()
     out = Path(args.out) if args.out else _default_out("classify-{}")
-    _check_out(out, args.force)
+    _check_out(args, out, "classifier")
     if args.labels:
         labels, source = read_labels(args.labels, label_column=args.label_column), "--labels"
     else:
@@ -150,7 +151,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise SegmenterError(f"--batch-size={args.batch_size} should be an integer >= 1")
     out = Path(args.out) if args.out else _default_out("predictions-{}.parquet")
-    _check_out(out, args.force)
+    _check_out(args, out, "predictions")
     model = CustomerModel.load(args.model, device=args.device, show_progress=not args.quiet)
     data = _load(args)
     if args.batch_size is not None:
@@ -188,11 +189,12 @@ def _default_out(pattern: str) -> Path:
     return Path("reports") / pattern.format(datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
-def _check_out(path: Path, force: bool) -> None:
-    """Refuse to replace existing output without --force, before any work is done."""
-    taken = path.is_file() or (path.is_dir() and any(path.iterdir()))
-    if taken and not force:
-        raise SegmenterError(f"--out: '{path}' exists and is not empty; pass --force to replace it")
+def _check_out(args: argparse.Namespace, path: Path, kind: Kind) -> None:
+    """Refuse, before any work, an --out that is an input or not ours to replace."""
+    names = ("input", "users", "items", "labels", "labels_from")
+    inputs = [getattr(args, name, None) for name in names]
+    models = [args.model] if getattr(args, "model", None) else []
+    check_location(path, option="--out", inputs=inputs, kind=kind, force=args.force, models=models)
 
 
 def cli(argv: list[str] | None = None) -> int:

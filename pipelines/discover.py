@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.discover")
@@ -154,7 +154,9 @@ def main(args: argparse.Namespace) -> int:
     from segmenter.config import SegmenterConfig
     from segmenter.lineage import carry_forward, load_previous
     from segmenter.model import Segmenter
-    from segmenter.runfolder import check_out, default_out, write_run
+    from segmenter.outputs import claim
+    from segmenter.runfolder import default_out, write_run
+    from segmenter.sanity import check_segmentable
 
     config = SegmenterConfig(
         method=args.method,
@@ -180,16 +182,19 @@ def main(args: argparse.Namespace) -> int:
     if args.assign_outliers and args.method != "hdbscan":
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")
     out = Path(args.out) if args.out else default_out()
-    check_out(out, force=args.force)
-    previous = load_previous(args.previous) if args.previous else None
-    data = load_from_args(args)
-    model = Segmenter(config, cache=cache_from_args(args), progress=not args.quiet)
-    model.fit(data)
-    lineage = carry_forward(model, data, previous)
-    if previous is not None:
-        lineage.summary["drift"] = previous_drift(previous, data, args)
-    write_run(model, data, out, force=args.force, report=not args.no_report,
-              tables=lineage.tables(), extra={"lineage": lineage.summary})  # fmt: skip
+    # the previous run is read, never written over
+    with claim(out, inputs=[*input_paths(args), args.previous], force=args.force):
+        previous = load_previous(args.previous) if args.previous else None
+        cache = cache_from_args(args)
+        data = load_from_args(args)
+        check_segmentable(data, config.k, config.k_range)
+        model = Segmenter(config, cache=cache, progress=not args.quiet)
+        model.fit(data)
+        lineage = carry_forward(model, data, previous)
+        if previous is not None:
+            lineage.summary["drift"] = previous_drift(previous, data, args)
+        write_run(model, data, out, force=args.force, report=not args.no_report,
+                  tables=lineage.tables(), extra={"lineage": lineage.summary})  # fmt: skip
     sizes = model.assignments_["segment_name"].value_counts(sort=True)
     print(f"{model.k_} segments of {data.n_users} customers -> {out}")
     for name, size in sizes.iter_rows():

@@ -16,7 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
 from pipelines.drift import report_lines
 
 logger = logging.getLogger("pipelines.refresh")
@@ -47,29 +47,31 @@ def main(args: argparse.Namespace) -> int:
     from segmenter.lineage import carry_forward, load_previous
     from segmenter.lineage.drift import check_drift
     from segmenter.model import Segmenter
-    from segmenter.runfolder import check_out, write_run
+    from segmenter.outputs import claim
+    from segmenter.runfolder import write_run
 
     out = Path(args.out)
-    check_out(out, force=args.force)
-    previous = load_previous(args.previous)
-    cache = cache_from_args(args)
-    old = Segmenter.load(previous.model_dir, cache=cache, device=args.device,
-                         progress=not args.quiet)  # fmt: skip
-    data = load_from_args(args)
-    drift = check_drift(old, data, previous=previous.assignments).to_dict()
-    print("\n".join(report_lines(drift)))
-    if drift["verdict"] == "stable" and not args.always:
-        print(f"no refit: the segments of {previous.path} stay valid")
-        return 0
-    config = old.config_.replace(deep=args.deep or old.config_.deep)
-    tuned = previous.model_dir / "encoder"
-    if args.deep and tuned.is_dir():  # continue from the previous fine-tuning
-        config = config.replace(encoder=str(tuned))
-    model = Segmenter(config, cache=cache, progress=not args.quiet).fit(data)
-    lineage = carry_forward(model, data, previous)
-    extra = {"lineage": {**lineage.summary, "drift": drift}}
-    write_run(model, data, out, force=args.force, report=not args.no_report,
-              tables=lineage.tables(), extra=extra)  # fmt: skip
+    # the previous run and the new events are read, never written over
+    with claim(out, inputs=[*input_paths(args), args.previous], force=args.force):
+        previous = load_previous(args.previous)
+        cache = cache_from_args(args)
+        old = Segmenter.load(previous.model_dir, cache=cache, device=args.device,
+                             progress=not args.quiet)  # fmt: skip
+        data = load_from_args(args)
+        drift = check_drift(old, data, previous=previous.assignments).to_dict()
+        print("\n".join(report_lines(drift)))
+        if drift["verdict"] == "stable" and not args.always:
+            print(f"no refit: the segments of {previous.path} stay valid")
+            return 0
+        config = old.config_.replace(deep=args.deep or old.config_.deep)
+        tuned = previous.model_dir / "encoder"
+        if args.deep and tuned.is_dir():  # continue from the previous fine-tuning
+            config = config.replace(encoder=str(tuned))
+        model = Segmenter(config, cache=cache, progress=not args.quiet).fit(data)
+        lineage = carry_forward(model, data, previous)
+        extra = {"lineage": {**lineage.summary, "drift": drift}}
+        write_run(model, data, out, force=args.force, report=not args.no_report,
+                  tables=lineage.tables(), extra=extra)  # fmt: skip
     s = lineage.summary
     print(f"refitted: {model.k_} segments, {s['kept']} kept, {len(s['new'])} new, "
           f"{len(s['retired'])} retired -> {out}")  # fmt: skip

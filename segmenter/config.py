@@ -107,6 +107,10 @@ class SegmenterConfig:
         at_least("--max-tokens", self.max_tokens, 16)
         at_least("--batch-size", self.batch_size, 1)
         check_backend(self.encoder_backend)
+        if self.encoder is not None:
+            from segmenter.embed import resolve_model_path
+
+            resolve_model_path(self.encoder)  # a local folder, never a hub name
         if self.pooling not in POOLINGS:
             raise SegmenterError(f"--pooling: {self.pooling!r} is not one of {list(POOLINGS)}")
         if self.pooling == "pieces" and self.deep:

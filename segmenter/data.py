@@ -16,7 +16,15 @@ from pathlib import Path
 import polars as pl
 
 from segmenter.errors import SegmenterError, preview
-from segmenter.parsing import as_string, parse_number, parse_timestamp
+from segmenter.parsing import (
+    as_string,
+    check_range,
+    is_csv,
+    parse_number,
+    parse_timestamp,
+    sniff_delimiter,
+)
+from segmenter.privacy import mask_frame
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +54,10 @@ STRINGS = (
     "channel",
 )
 ITEM_COLUMNS = ("item_name", "category", "price")
+#: Free text masked on load (:mod:`segmenter.privacy`), as is every text attribute of users;
+#: ``text`` is masked where it is read (facts, terms), after its newest distinct values are
+#: chosen, by the same rules.
+FREE_TEXT = ("item_name", "category", "channel")
 #: Row number in the input as read, carried through drops so errors name the user's row.
 _ROW = "__segmenter_row__"
 
@@ -82,6 +94,7 @@ class EventData:
     dropped: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
     source: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_users(self) -> int:
@@ -97,6 +110,7 @@ class EventData:
             "last_event": str(ts.max()),
             "dropped_rows": dict(self.dropped),
             "fingerprint": self.fingerprint,
+            "warnings": list(self.warnings),
         }
 
 
@@ -126,6 +140,12 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
     try:
         if p.is_dir():
             shards = sorted(p.glob("*.parquet"))
+            other = sorted(f.name for f in p.iterdir() if is_csv(f.name))
+            if other:
+                raise SegmenterError(
+                    f"{what} folder '{p}' holds CSV files ({other[0]}, ...); a folder is read as "
+                    f"parquet shards only: pass the CSV file itself, or convert it to parquet"
+                )
             if not shards:
                 raise SegmenterError(f"{what} folder '{p}' holds no .parquet files")
             return pl.concat([pl.read_parquet(s) for s in shards], how="diagonal_relaxed")
@@ -134,8 +154,8 @@ def read_table(path: str | os.PathLike[str], *, what: str = "input") -> pl.DataF
         name = p.name.lower()
         if name.endswith(".parquet") or name.endswith(".pq"):
             return pl.read_parquet(p)
-        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-            sep = "\t" if ".tsv" in name else ","
+        if is_csv(name):
+            sep = "\t" if ".tsv" in name else sniff_delimiter(p, what)
             return pl.read_csv(p, infer_schema=False, separator=sep, quote_char='"')
     except SegmenterError:
         raise
@@ -236,7 +256,9 @@ def load_events(
         users_frame = extra if users_frame is None else _merge_users(users_frame, extra)
     for reason, count in dropped.items():
         logger.warning("dropped %d rows: %s", count, reason)
-    frame = frame.sort(["user_id", "timestamp"], maintain_order=True)
+    frame = mask_frame(frame, FREE_TEXT).sort(["user_id", "timestamp"], maintain_order=True)
+    if users_frame is not None:
+        users_frame = mask_frame(users_frame, [c for c in users_frame.columns if c != "user_id"])
     return EventData(frame, users_frame, dropped, fingerprint, source)
 
 
@@ -293,6 +315,7 @@ def _canonicalize(
     for column in NUMERIC:
         if column in frame.columns:
             frame = frame.with_columns(parse_number(frame[column], column, rows=frame[_ROW]))
+            frame = check_range(frame, column, _ROW, drop_invalid=drop_invalid, dropped=dropped)
     for column in STRINGS[1:]:
         if column in frame.columns:
             frame = frame.with_columns(as_string(frame[column]).alias(column))
@@ -331,15 +354,13 @@ def _dtype(column: str) -> type[pl.DataType]:
 
 
 def normalize_id(series: pl.Series) -> pl.Series:
-    """Customer keys as strings; "17850.0" (a float round trip) becomes "17850"."""
+    """Customer keys as strings, stripped; a whole number written as a float loses its ".0".
+
+    The rule looks at each key alone: "7", "7.0" and "7.00" are customer "7" whatever the
+    other keys of the file are; "7.5", "A.0" and "007" stay as written.
+    """
     text = as_string(series).str.strip_chars()
-    present = text.drop_nulls()
-    # only when every key is a whole number (some written as floats): "1.5" or "A.0" stay
-    if bool(present.str.contains(r"\.0+$").any()) and bool(
-        present.str.contains(r"^-?\d+(?:\.0+)?$").all()
-    ):
-        text = text.str.replace(r"\.0+$", "")
-    return text
+    return text.str.replace(r"^(-?\d+)\.0+$", "${1}")
 
 
 def _online_retail(

@@ -52,7 +52,8 @@ def packaged_model_path() -> Path:
 
 
 def resolve_model_path(name: str | os.PathLike[str] | None) -> str:
-    """``None``/the default name -> the packaged folder; a folder -> itself; else a hub name."""
+    """``None``/the default name -> the packaged folder; a local folder -> itself; anything
+    else (a hub name) is refused, so that no run ever reaches the network."""
     if name is None or str(name) == DEFAULT_ENCODER:
         return str(packaged_model_path())
     path = Path(name)
@@ -62,10 +63,15 @@ def resolve_model_path(name: str | os.PathLike[str] | None) -> str:
                 f"--encoder: '{path}' is not a sentence-transformers folder "
                 f"(no modules.json or config.json)"
             )
+        from segmenter.safefolder import check_safe_folder
+
+        check_safe_folder(path)
         return str(path)
-    if str(name).startswith((".", "/", "~")) or os.sep in str(name).strip("/").split("/", 1)[-1]:
-        raise SegmenterError(f"--encoder: folder '{name}' does not exist")
-    return str(name)
+    # offline is a promise: a hub name ("BAAI/bge-small-en") is never fetched
+    raise SegmenterError(
+        f"--encoder: '{name}' is not a local folder; only local sentence-transformers folders "
+        f"and the packaged model are used (download the model yourself and pass its folder)"
+    )
 
 
 def resolve_device(device: str) -> str:

@@ -98,6 +98,9 @@ def load_model(
         config = SegmenterConfig.from_dict(state["config"]).replace(device=device)
         model = cls(config, encoder=encoder, cache=cache, progress=progress)
         _restore(model, state, folder, config)
+        ref = state["encoder"]
+        if not isinstance(ref.get("path"), str) or not isinstance(ref.get("identity"), str):
+            raise ValueError("encoder needs a 'path' and an 'identity'")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, SegmenterError):
             raise
@@ -105,7 +108,6 @@ def load_model(
             f"--model: '{folder / MODEL_FILE}' is damaged ({type(exc).__name__}: {exc}); "
             f"re-fit the model"
         ) from None
-    ref = state["encoder"]
     if model.encoder is None:
         model_path = folder / ref["path"] if ref["path"] == "encoder" else ref["path"]
         model.encoder = SentenceTransformerEncoder(

@@ -1,10 +1,15 @@
-"""Parsing the events' timestamps and numbers, with errors that name the user's row."""
+"""Parsing the events' CSV delimiter, timestamps and numbers; errors name the user's row."""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import polars as pl
 
 from segmenter.errors import SegmenterError
+
+logger = logging.getLogger(__name__)
 
 TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
@@ -80,6 +85,40 @@ def parse_timestamp_strings(text: pl.Series) -> pl.Series:
     return pl.select(pl.coalesce(pl.lit(parsed), pl.lit(attempt))).to_series()
 
 
+#: Largest magnitude a value may have; beyond it (or NaN, +-inf) it is a data error, a unit or
+#: parsing slip, not a purchase: an event of over a billion, a million units, a rating over 100.
+LIMITS = {"amount": 1e9, "quantity": 1e6, "rating": 100.0}
+
+
+def out_of_range(series: pl.Series, column: str) -> pl.Series:
+    """True where a present value is NaN, infinite or beyond ``LIMITS[column]``."""
+    values = series.cast(pl.Float64)
+    return (values.is_not_null() & ~(values.abs() <= LIMITS[column])).fill_null(False)
+
+
+def check_range(
+    frame: pl.DataFrame, column: str, rows: str, *, drop_invalid: bool, dropped: dict[str, int]
+) -> pl.DataFrame:
+    """Fail on (or drop and count) NaN, infinite and absurdly large values of ``column``."""
+    bad = out_of_range(frame[column], column)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return frame
+    if not drop_invalid:
+        first = int(bad.arg_true()[0])
+        raise SegmenterError(
+            f"column '{column}': {frame[column][first]} (row {int(frame[rows][first])}) is not "
+            f"a finite number within +-{LIMITS[column]:g} ({n_bad} such rows); fix them or pass "
+            f"--drop-invalid to drop them"
+        )
+    reason = f"'{column}' NaN, infinite or beyond +-{LIMITS[column]:g}"
+    dropped[reason] = dropped.get(reason, 0) + n_bad
+    frame = frame.filter(~bad)
+    if frame.height == 0:
+        raise SegmenterError(f"input has no rows left after dropping rows with invalid {column}")
+    return frame
+
+
 def parse_number(series: pl.Series, column: str, *, rows: pl.Series | None = None) -> pl.Series:
     if series.dtype.is_numeric():
         return series.cast(pl.Float64).alias(column)
@@ -101,6 +140,11 @@ def parse_number(series: pl.Series, column: str, *, rows: pl.Series | None = Non
 
 def as_string(series: pl.Series) -> pl.Series:
     """The series as strings; whole floats (17850.0, from CSV/pandas round trips) lose .0."""
+    if series.dtype.is_nested() or series.dtype == pl.Object:
+        raise SegmenterError(
+            f"column '{series.name}' holds {series.dtype} values; expected one text or number "
+            f"per row"
+        )
     if series.dtype == pl.String:
         return series
     if series.dtype.is_float():
@@ -109,3 +153,30 @@ def as_string(series: pl.Series) -> pl.Series:
         if bool((as_int.cast(pl.Float64) == series).fill_null(True).all()):
             return as_int.cast(pl.String)
     return series.cast(pl.String)
+
+
+def is_csv(name: str) -> bool:
+    return name.lower().endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz"))
+
+
+#: Delimiters a ``.csv`` file may use; the header line decides (comma unless it has none).
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(path: Path, what: str) -> str:
+    """The delimiter of a CSV file's header line: "," unless the header has no comma but
+    another of :data:`DELIMITERS` (logged, since a ";" file read with "," is one column)."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.readline(1 << 16).decode("utf-8", errors="replace")
+    counts = {d: head.count(d) for d in DELIMITERS}
+    if counts[","]:
+        return ","
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    if counts[best]:
+        logger.info("%s '%s': reading columns separated by %r (no comma in the header)",
+                    what, path, best)  # fmt: skip
+        return best
+    return ","

@@ -1,8 +1,17 @@
-"""Mask personal data in free text before it enters a customer document."""
+"""Mask personal data in free text: the one place of the masking rules.
+
+``item_name``, ``category``, ``channel`` and every text attribute of the users table are masked
+when the data is loaded (:func:`mask_frame`, called by :func:`segmenter.data.load_events`);
+``text`` is masked wherever it is read (:mod:`segmenter.facts`, :mod:`segmenter.terms`). Nothing
+downstream (documents, profiles, distinctive terms, the report, the model folder) sees raw
+values. Control characters (NUL, ESC, ...) become
+spaces. Keys (``user_id``, ``item_id``, ``order_id``) are identifiers, not free text, and stay.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -12,6 +21,7 @@ from segmenter.textops import known, python_regex, python_replacement
 #: The e-mail pattern is ASCII on purpose: ``\w`` is Unicode and would swallow the Chinese
 #: (or any other script's) text written right next to an address.
 PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", "[iban]"),
     (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),
     (r"\d{9,}", "[number]"),
     (r"\+?\(?\d(?:[ ()./-]{0,2}\d){8,}", "[phone]"),
@@ -24,6 +34,8 @@ PATTERNS: tuple[tuple[str, str], ...] = (
 #: the marks are removed afterwards. (The leading and trailing non-digit is captured and put
 #: back, since the regex engine has no look-around; a second pass catches adjacent dates.)
 _MARK = "\ue000"
+#: C0 control characters but tab, newline and carriage return, and DEL: they become a space.
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 _PROTECT: tuple[tuple[str, str], ...] = (
     (
         r"(^|\D)((?:19|20)\d\d)([-/.])(0?[1-9]|1[0-2])([-/.])(0?[1-9]|[12]\d|3[01])(\D|$)",
@@ -42,7 +54,7 @@ def mask_expr(expr: pl.Expr) -> pl.Expr:
     Dates such as ``2021-05-03`` (also with a time after them), short numbers and sizes are
     left as they are.
     """
-    expr = expr.str.replace_all(_MARK, "", literal=True)
+    expr = expr.str.replace_all(CONTROL, " ").str.replace_all(_MARK, "", literal=True)
     for _ in range(2):
         for pattern, replacement in _PROTECT:
             expr = expr.str.replace_all(pattern, replacement)
@@ -60,6 +72,7 @@ def mask(text: str) -> str:
 _PROTECT_PY = tuple((python_regex(p), python_replacement(r)) for p, r in _PROTECT)
 _PATTERNS_PY = tuple((python_regex(p), python_replacement(r)) for p, r in PATTERNS)
 _MAY_MASK = re.compile(r"[\d@]")
+_CONTROL_PY = python_regex(CONTROL)
 
 
 def mask_python(text: str) -> str:
@@ -68,7 +81,7 @@ def mask_python(text: str) -> str:
     Raises :class:`~segmenter.textops.PolarsOnly` for characters Python's Unicode database does
     not know (polars may count them as digits).
     """
-    text = known(text).replace(_MARK, "")
+    text = _CONTROL_PY.sub(" ", known(text)).replace(_MARK, "")
     if not _MAY_MASK.search(text):  # every rule needs a digit or an "@"
         return text
     for _ in range(2):
@@ -77,3 +90,21 @@ def mask_python(text: str) -> str:
     for pattern, replacement in _PATTERNS_PY:
         text = pattern.sub(replacement, text)
     return text.replace(_MARK, "")
+
+
+def mask_frame(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """``frame`` with each of ``columns`` (those present, of type string) masked.
+
+    Each distinct value is masked once (categories and item names repeat a lot).
+    """
+    out = []
+    for column in columns:
+        if column not in frame.columns or frame.schema[column] != pl.String:
+            continue
+        distinct = frame[column].drop_nulls().unique()
+        masked = distinct.to_frame("v").select(mask_expr(pl.col("v")))["v"]
+        changed = distinct != masked
+        if bool(changed.any()):
+            mapping = dict(zip(distinct.filter(changed), masked.filter(changed), strict=True))
+            out.append(pl.col(column).replace(mapping))
+    return frame.with_columns(out) if out else frame

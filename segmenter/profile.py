@@ -247,10 +247,19 @@ def name_segments(
 
 
 def _value_word(row: Mapping[str, float | None]) -> str:
-    spend = row.get("pct_monetary") or 50.0
+    """The value word, from the data: no "value" tier for a segment of non-buyers, none when
+    spend does not vary (its percentile is then unknown: "Mainstream"), no "High" or "Top"
+    for a segment whose typical customer spent nothing or got money back."""
+    median_spend = row.get("median_monetary") or 0.0
+    frequency = row.get("median_frequency")
+    if frequency is not None and frequency <= 0:
+        return "Returns only" if median_spend < 0 else "No purchases"
+    spend = row.get("pct_monetary")
+    if spend is None:
+        return "Mainstream"
     tier = (
         "Top value" if spend >= 75 else "High value" if spend >= 60
-        else "Low value" if spend < 35 else "Mid value"
+        else "Low value" if spend < 35 or median_spend <= 0 else "Mid value"
     )  # fmt: skip
     if (row.get("pct_recency_days") or 50.0) >= 70:
         return "Lapsed " + tier.lower()

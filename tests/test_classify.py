@@ -282,7 +282,8 @@ def test_cli_errors_are_one_line_with_exit_code_2(
     cases = [
         ([*base, "--out", str(tmp_path / "a"), "--epochs", "0"], "epochs=0"),
         ([*base, "--out", str(tmp_path / "b"), "--label-column", "tier"], "missing column 'tier'"),
-        ([*base, "--out", str(toy["root"]), *FAST], "exists and is not empty; pass --force"),
+        ([*base, "--out", str(toy["root"]), *FAST], "contains the input"),
+        ([*base, "--out", str(toy["root"]), "--force", *FAST], "contains the input"),
         ([*base, "--out", str(tmp_path / "c"), "--test-fraction", "0.9"], "test_fraction=0.9"),
         (
             ["train", "--input", str(toy["events"]), "--labels-from", str(tmp_path / "run")],

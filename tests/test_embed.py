@@ -145,11 +145,13 @@ def test_encoder_returning_the_wrong_array_is_an_error() -> None:
 def test_option_errors(tmp_path: Path) -> None:
     with pytest.raises(SegmenterError, match=r"--device: 'gpu' is not one of"):
         resolve_device("gpu")
-    with pytest.raises(SegmenterError, match=r"--encoder: folder '\./no/such/model' does not"):
+    with pytest.raises(SegmenterError, match=r"--encoder: '\./no/such/model' is not a local"):
         resolve_model_path("./no/such/model")
     with pytest.raises(SegmenterError, match=r"is not a sentence-transformers folder"):
         resolve_model_path(tmp_path)
-    assert resolve_model_path("sentence-transformers/all-MiniLM-L6-v2").startswith("sentence")
+    # offline is a promise: a hub name is refused, never fetched
+    with pytest.raises(SegmenterError, match=r"'sentence-transformers/all-MiniLM-L6-v2' is not a"):
+        resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
 
 
 def test_packaged_encoder_on_three_texts() -> None:

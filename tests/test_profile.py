@@ -203,7 +203,8 @@ def test_names_describe_the_planted_archetypes(
 def test_names_are_unique_even_for_identical_segments() -> None:
     features = pl.DataFrame({"user_id": list("abcd"), "monetary": [1.0, 1.0, 1.0, 1.0]})
     names = name_segments(features, np.array([0, 0, 1, 1]))
-    assert names == {0: "Mid value (1)", 1: "Mid value (2)"}
+    # spend does not vary: no value tier is claimed
+    assert names == {0: "Mainstream (1)", 1: "Mainstream (2)"}
 
 
 def test_profile_table_is_complete(

@@ -19,9 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 def load_sentence_transformer(path: str | os.PathLike[str], device: str) -> Any:
-    """Load a sentence-transformers model offline when ``path`` is a local folder."""
+    """Load a sentence-transformers model from a local folder (checked: no pickles, no code)."""
     from sentence_transformers import SentenceTransformer
 
+    from segmenter.embed import resolve_model_path
+
+    # the one gate of every encoder folder: local, safe
+    path = resolve_model_path(path)
     local = Path(path).exists()
     logger.info("loading encoder %s on %s", path, device)
     return SentenceTransformer(str(path), device=device, local_files_only=local)

@@ -143,6 +143,7 @@ def _overview(meta: dict[str, Any], run: RunFolder, segments: list[dict[str, Any
         "created": meta.get("created", ""),
         "dates": f"{first[:16]} – {last[:16]}" if first else "–",
         "dropped": [(str(k), fmt_number(v, "count")) for k, v in dropped.items()],
+        "warnings": [str(w) for w in data.get("warnings") or []],
         "settings": [(name, str(v)) for name, v in settings if v not in (None, "")],
         "outliers": fmt_number(quality.get("n_outliers") or 0, "count"),
         "largest": _extreme(segments, max),
