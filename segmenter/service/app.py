@@ -130,6 +130,8 @@ def create_app(holder: ModelHolder, options: ServiceOptions | None = None) -> St
         return {"model": str(loaded.folder), "segments": len(loaded.segments)}
 
     async def first_load() -> None:
+        if holder.current is not None:  # loaded before the app started
+            return
         try:
             await reload(None)
         except SegmenterError as exc:

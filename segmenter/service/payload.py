@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +33,11 @@ class PayloadError(ValueError):
         self.status = status
 
     def body(self) -> dict[str, Any]:
-        shown = self.value if isinstance(self.value, (int, float, bool)) else str(self.value)
+        shown = self.value
+        if not isinstance(shown, (int, float, bool, type(None))) or (
+            isinstance(shown, float) and not math.isfinite(shown)
+        ):
+            shown = str(shown)
         if isinstance(shown, str) and len(shown) > 80:
             shown = shown[:77] + "..."
         return {"error": {"message": str(self), "field": self.field, "value": shown}}
@@ -111,7 +116,7 @@ def parse_assign(body: Any, *, max_customers: int, max_events: int) -> EventData
     try:
         return load_events(frame)
     except SegmenterError as exc:
-        raise PayloadError(str(exc), field=_column_of(str(exc)), value=None) from None
+        raise PayloadError(str(exc), field=_field_of(str(exc)), value=None) from None
 
 
 def _field(value: Any, name: str, column: str) -> Any:
@@ -139,8 +144,10 @@ def _field(value: Any, name: str, column: str) -> Any:
     return value
 
 
-def _column_of(message: str) -> str | None:
-    for column in CANONICAL:
-        if f"'{column}'" in message:
-            return column
-    return None
+def _field_of(message: str) -> str | None:
+    """``events[ROW].COLUMN`` from a :func:`load_events` message (the row it names, if any)."""
+    column = next((c for c in CANONICAL if f"'{c}'" in message), None)
+    row = re.search(r"\brow (\d+)", message)
+    if column is None or row is None:
+        return column
+    return f"events[{row.group(1)}].{column}"
