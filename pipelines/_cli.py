@@ -46,8 +46,11 @@ def configure_logging(quiet: bool) -> None:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("input")
-    g.add_argument("--input", default=None, help="events: parquet, CSV(.gz) or a parquet folder "
-                   "(default: the shipped sample_data/)")  # fmt: skip
+    g.add_argument("--input", default=None, help="events: parquet, CSV(.gz), a parquet folder, "
+                   "a DuckDB file (.duckdb) or postgresql://USER:PASSWORD@HOST/DB with --table "
+                   "or --query (default: the shipped sample_data/)")  # fmt: skip
+    g.add_argument("--table", default=None, help="database --input: the events table")
+    g.add_argument("--query", default=None, help="database --input: a SELECT giving the events")
     g.add_argument("--users", default=None, help="optional users table (user_id + attributes)")
     g.add_argument("--items", default=None, help="optional items table (item_id + name, ...)")
     g.add_argument("--columns", default=None, help="rename columns: canonical=theirs,...")
@@ -63,8 +66,28 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def load_from_args(args: argparse.Namespace) -> EventData:
     from segmenter.data import load_events, parse_columns
+    from segmenter.sources import is_database, read_database, redact
 
     users, items, source = args.users, args.items, args.input
+    table, query = getattr(args, "table", None), getattr(args, "query", None)
+    if is_database(source):
+        frame = read_database(str(source), table=table, query=query)
+        data = load_events(
+            frame,
+            users=users,
+            items=items,
+            columns=parse_columns(args.columns),
+            preset=args.preset,
+            drop_invalid=args.drop_invalid,
+        )
+        data.source = redact(str(source))
+        return data
+    if table is not None or query is not None:
+        flag = "--table" if table is not None else "--query"
+        raise SegmenterError(
+            f"{flag} needs a database --input (postgresql://... or a .duckdb file); got "
+            f"'{source or 'sample_data'}'"
+        )
     if source is None:
         source = SAMPLE_DATA / "events.parquet"
         users = users or SAMPLE_DATA / "users.parquet"

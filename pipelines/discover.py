@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from pipelines._export import add_export_arg, export_assignments, export_target
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.discover")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default=None, help="run folder (default: reports/<timestamp>/)")
     o.add_argument("--force", action="store_true", help="replace a non-empty --out")
     o.add_argument("--no-report", action="store_true", help="skip report.html")
+    add_export_arg(o)
     return p
 
 
@@ -158,10 +160,12 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")
     out = Path(args.out) if args.out else default_out()
     check_out(out, force=args.force)
+    target = export_target(args)
     data = load_from_args(args)
     model = Segmenter(config, cache=cache_from_args(args), progress=not args.quiet)
     model.fit(data)
     write_run(model, data, out, force=args.force, report=not args.no_report)
+    export_assignments(target, model.assignments_, run_id=out.name)
     sizes = model.assignments_["segment_name"].value_counts(sort=True)
     print(f"{model.k_} segments of {data.n_users} customers -> {out}")
     for name, size in sizes.iter_rows():
