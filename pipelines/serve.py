@@ -93,14 +93,21 @@ def options_from_args(args: argparse.Namespace) -> ServiceOptions:
 
 
 def main(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from segmenter.service import ModelHolder, create_app
+        from segmenter.service import ModelHolder, create_app
+    except ImportError as exc:
+        raise SegmenterError(
+            f"the service needs the 'serve' extra ({exc.name} is missing): "
+            f"pip install -c constraints.txt -e '.[serve]'"
+        ) from None
 
     folder = Path(args.model)
     if not folder.is_dir():
         raise SegmenterError(f"--model: '{folder}' is not a folder; expected a run's model/")
     options = options_from_args(args)
+    logging.getLogger("segmenter.embed").setLevel(logging.WARNING)  # a line per call otherwise
     holder = ModelHolder(folder)
     holder.load()  # fail at start-up with a one-line error rather than serve nothing
     app = create_app(holder, options)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -99,8 +106,12 @@ def test_segments_health_ready_and_metrics(client: TestClient) -> None:
 
 
 def test_bearer_token_guards_every_route_but_health(client: TestClient) -> None:
-    for method, route in [("post", "/v1/assign"), ("get", "/v1/segments"), ("get", "/metrics"),
-                          ("post", "/admin/reload")]:  # fmt: skip
+    for method, route in [
+        ("post", "/v1/assign"),
+        ("get", "/v1/segments"),
+        ("get", "/metrics"),
+        ("post", "/admin/reload"),
+    ]:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             r = getattr(client, method)(route, headers=headers)
             assert r.status_code == 401, (route, headers)
@@ -116,25 +127,51 @@ def test_bearer_token_guards_every_route_but_health(client: TestClient) -> None:
         (b"{not json", 400, "body", "not valid UTF-8 JSON"),
         (b"\xff\xfe\x00", 400, "body", "not valid UTF-8 JSON"),
         (b"[" * 100_000 + b"]" * 100_000, 400, "body", "RecursionError"),
-        (b'{"events": [{"user_id": "a", "timestamp": "2025-01-01", "amount": NaN}]}', 400,
-         "body", "NaN is not a JSON number"),
+        (
+            b'{"events": [{"user_id": "a", "timestamp": "2025-01-01", "amount": NaN}]}',
+            400,
+            "body",
+            "NaN is not a JSON number",
+        ),
         (b"[]", 422, "body", "JSON object"),
         (b'{"events": {}}', 422, "events", "non-empty list"),
         (b'{"events": []}', 422, "events", "non-empty list"),
         (b'{"events": [1]}', 422, "events[0]", "JSON object"),
         (b'{"events": [{"timestamp": "2025-01-01"}]}', 422, "events[0].user_id", "required"),
-        (b'{"events": [{"user_id": "a", "timestamp": "2025-01-01"}, {"user_id": "a", '
-         b'"timestamp": "2025-01-02", "amount": "12"}]}', 422, "events[1].amount", "number"),
-        (b'{"events": [{"user_id": "a", "timestamp": "2025-01-01", "amount": 1e400}]}', 422,
-         "events[0].amount", "finite"),
-        (b'{"events": [{"user_id": ["a"], "timestamp": "2025-01-01"}]}', 422,
-         "events[0].user_id", "string"),
-        (b'{"events": [{"user_id": "a", "timestamp": "2025-01-01"}, {"user_id": "b", '
-         b'"timestamp": "31/02/2025 25:00"}]}', 422, "events[1].timestamp", "cannot parse"),
-        (b'{"events": [{"user_id": " ", "timestamp": "2025-01-01"}]}', 422, "events[0].user_id",
-         "empty"),
+        (
+            b'{"events": [{"user_id": "a", "timestamp": "2025-01-01"}, {"user_id": "a", '
+            b'"timestamp": "2025-01-02", "amount": "12"}]}',
+            422,
+            "events[1].amount",
+            "number",
+        ),
+        (
+            b'{"events": [{"user_id": "a", "timestamp": "2025-01-01", "amount": 1e400}]}',
+            422,
+            "events[0].amount",
+            "finite",
+        ),
+        (
+            b'{"events": [{"user_id": ["a"], "timestamp": "2025-01-01"}]}',
+            422,
+            "events[0].user_id",
+            "string",
+        ),
+        (
+            b'{"events": [{"user_id": "a", "timestamp": "2025-01-01"}, {"user_id": "b", '
+            b'"timestamp": "31/02/2025 25:00"}]}',
+            422,
+            "events[1].timestamp",
+            "cannot parse",
+        ),
+        (
+            b'{"events": [{"user_id": " ", "timestamp": "2025-01-01"}]}',
+            422,
+            "events[0].user_id",
+            "empty",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_bodies_are_400_or_422_naming_the_field(
     client: TestClient, body: bytes, status: int, field: str, match: str
 ) -> None:
@@ -180,15 +217,22 @@ def test_full_queue_and_missing_model_give_503_with_retry_after(
 )
 @given(
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
         | st.text(max_size=8),
-        lambda inner: st.lists(inner, max_size=4)
-        | st.dictionaries(
-            st.sampled_from(["events", "user_id", "timestamp", "amount", "text", "x"]), inner,
-            max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["events", "user_id", "timestamp", "amount", "text", "x"]),
+                inner,
+                max_size=4,
+            )
+        ),
         max_leaves=20,
     )
-)  # fmt: skip
+)
 def test_no_body_a_client_sends_gives_a_500(client: TestClient, body: Any) -> None:
     for payload in (body, {"events": body}, {"events": [body]}):
         r = client.post("/v1/assign", content=json.dumps(payload), headers=AUTH)
@@ -209,8 +253,11 @@ def test_micro_batching_keeps_each_request_its_own_customers(
     batches: list[int] = []
 
     async def run() -> list[pl.DataFrame]:
-        batcher = MicroBatcher(lambda d: model.predict(d, map_coords=False), max_wait_ms=50,
-                               on_batch=lambda n, _: batches.append(n))  # fmt: skip
+        batcher = MicroBatcher(
+            lambda d: model.predict(d, map_coords=False),
+            max_wait_ms=50,
+            on_batch=lambda n, _: batches.append(n),
+        )
         await batcher.start()
         try:
             return list(await asyncio.gather(*(batcher.submit(d) for d in same_id)))
@@ -296,3 +343,75 @@ def test_request_logs_carry_no_customer_data(
     assert [entry["status"] for entry in logged] == [200, 422]
     text = caplog.text
     assert "C0000005" not in text and "x" not in [e.get("value") for e in logged]
+
+
+# -- a real uvicorn process with the packaged encoder ----------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_uvicorn_process_serves_reloads_on_sighup_and_stops(
+    tmp_path: Path, small_tables: dict[str, pl.DataFrame]
+) -> None:
+    events = small_tables["events"].filter(pl.col("user_id") < "C0000060")
+    config = SegmenterConfig(k=3, umap_dims=0, pca_dims=8, seed=2)
+    model = Segmenter(config, progress=False).fit(load_events(events))
+    model.save(tmp_path / "model")
+    port = _free_port()
+    env = {**os.environ, "SEGMENTER_SERVE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.serve",
+            "--model",
+            str(tmp_path / "model"),
+            "--port",
+            str(port),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for _ in range(600):
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get("/readyz").status_code == 200:
+                        break
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.1)
+            users = ["C0000007", "C0000011"]
+            body = {"events": _events(small_tables, users)}
+            assert http.post("/v1/assign", json=body).status_code == 401
+            r = http.post("/v1/assign", json=body, headers=AUTH)
+            assert r.status_code == 200, r.text
+            frame = small_tables["events"].filter(pl.col("user_id").is_in(users))
+            want = model.predict(load_events(frame), map_coords=False)
+            got = {c["user_id"]: c["segment"] for c in r.json()["customers"]}
+            assert got == dict(want.select("user_id", "segment").iter_rows())
+            proc.send_signal(signal.SIGHUP)
+            for _ in range(300):
+                text = http.get("/metrics", headers=AUTH).text
+                if 'segmenter_model_reloads_total{outcome="ok"} 1.0' in text:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("SIGHUP did not reload the model")
+            assert http.post("/v1/assign", json=body, headers=AUTH).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        # uvicorn re-raises the signal it shut down on once shutdown completed
+        assert proc.returncode in (0, -signal.SIGTERM), out
+        assert "Application shutdown complete" in out
+        assert "C0000007" not in out  # request logs carry no customer ids
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
