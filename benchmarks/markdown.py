@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.balance_table import render_balance
+from benchmarks.serve_table import render_serve
 from benchmarks.tables import (
     f,
     render_latency,
@@ -276,6 +277,8 @@ def render(result: dict[str, Any]) -> str:
             lines += render_speed(sec["speed"])
         if "latency" in sec:
             lines += render_latency(sec["latency"])
+        if "serve" in sec:
+            lines += render_serve(sec["serve"])
         return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))

@@ -21,6 +21,7 @@ from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
+from benchmarks.serve import run_serve
 from benchmarks.speed import encoder_overhead, run_speed
 from benchmarks.sweep import GRID, SWEEP_PLANTED, run_sweep
 from segmenter.data import EventData
@@ -50,6 +51,8 @@ SECTIONS: dict[str, Section] = {
         ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed
     ),
     "encoders": run_encoders,
+    # the HTTP service under load, batch throughput, PostgreSQL/DuckDB in and out (issue 18)
+    "serve": lambda ctx, _: run_serve(ctx),
 }
 
 
