@@ -1,22 +1,25 @@
 """The assignment service under a bounded open-loop load on 127.0.0.1, batch throughput, and
 databases: events read from PostgreSQL against parquet, assignments exported.
 
-Open loop: request i is sent at ``start + i / rate`` whatever the answers, and its latency is
-counted from that scheduled time, so a slow server cannot hide its backlog (no coordinated
-omission). The load generator shares the machine with the server.
+Open loop: request i is due at ``start + i / rate`` whatever the answers, sent by the first free
+one of 32 keep-alive connections, and its latency is counted from its due time, so a slow server
+cannot hide its backlog (no coordinated omission). The load generator (threads on
+``http.client``, light on CPU) shares the machine with the server.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import http.client
 import json
 import logging
 import os
+import queue
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 TARGET_RATE = 50.0
 TARGET_P50_MS, TARGET_P99_MS = 20.0, 100.0
 BATCH = 100
+#: keep-alive connections of the load generator (a proxy's upstream pool, say)
+CONNECTIONS = 32
 
 
 def _free_port() -> int:
@@ -56,34 +61,51 @@ def _bodies(tables: dict[str, pl.DataFrame], per_request: int) -> list[bytes]:
     return out
 
 
-async def _open_loop(base: str, bodies: list[bytes], rate: float, seconds: float) -> dict[str, Any]:
-    import httpx
-
+def _open_loop(base: str, bodies: list[bytes], rate: float, seconds: float) -> dict[str, Any]:
+    """Send ``rate * seconds`` requests on schedule from a pool of keep-alive connections."""
     n = int(rate * seconds)
+    host, port = base.removeprefix("http://").split(":")
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
-        start = time.perf_counter()
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+    jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
-        async def one(i: int) -> None:
+    def worker() -> None:
+        con = http.client.HTTPConnection(host, int(port), timeout=10)
+        while (i := jobs.get()) is not None:
             due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            time.sleep(max(0.0, due - time.perf_counter()))
             try:
-                r = await client.post(
+                con.request(
+                    "POST",
                     "/v1/assign",
-                    content=bodies[i % len(bodies)],
+                    body=bodies[i % len(bodies)],
                     headers={"content-type": "application/json"},
                 )
-                key = str(r.status_code)
-            except httpx.HTTPError as exc:
+                response = con.getresponse()
+                response.read()
+                key = str(response.status)
+            except (OSError, http.client.HTTPException) as exc:
                 key = type(exc).__name__
-            statuses[key] = statuses.get(key, 0) + 1
-            if key == "200":
-                latencies.append(time.perf_counter() - due)
+                con.close()
+                con = http.client.HTTPConnection(host, int(port), timeout=10)
+            done = time.perf_counter()
+            with lock:
+                statuses[key] = statuses.get(key, 0) + 1
+                if key == "200":
+                    latencies.append(done - due)
+        con.close()
 
-        await asyncio.gather(*(one(i) for i in range(n)))
-        wall = time.perf_counter() - start
+    for i in range(n):
+        jobs.put(i)
+    threads = [threading.Thread(target=worker) for _ in range(CONNECTIONS)]
+    for thread in threads:
+        jobs.put(None)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     ok = statuses.get("200", 0)
     return {
@@ -103,23 +125,28 @@ async def _open_loop(base: str, bodies: list[bytes], rate: float, seconds: float
     }
 
 
-async def _closed_loop(base: str, bodies: list[bytes], requests: int, workers: int) -> float:
+def _closed_loop(base: str, bodies: list[bytes], requests: int, workers: int) -> float:
+    """Seconds to send ``requests`` bodies from ``workers`` clients, each after the last."""
     import httpx
 
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        start, counter = time.perf_counter(), iter(range(requests))
+    counter = iter(range(requests))
 
-        async def worker() -> None:
+    def worker() -> None:
+        with httpx.Client(base_url=base, timeout=60) as client:
             for i in counter:
-                r = await client.post(
+                client.post(
                     "/v1/assign",
                     content=bodies[i % len(bodies)],
                     headers={"content-type": "application/json"},
-                )
-                r.raise_for_status()
+                ).raise_for_status()
 
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        return time.perf_counter() - start
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -168,16 +195,16 @@ def run_load(ctx: BenchContext, *, quick: bool) -> dict[str, Any]:
         singles, batches = _bodies(fresh, 1), _bodies(fresh, BATCH)
         curve_seconds = 10.0 if quick else 20.0
         with _server(Path(tmp) / "model") as base:
-            asyncio.run(_open_loop(base, singles, 20.0, 3.0))  # warm the connections
+            _open_loop(base, singles, 20.0, 3.0)  # warm the connections
             curve = [
-                asyncio.run(_open_loop(base, singles, rate, curve_seconds))
+                _open_loop(base, singles, rate, curve_seconds)
                 for rate in (TARGET_RATE / 2, TARGET_RATE * 2)
             ]
-            target = asyncio.run(_open_loop(base, singles, TARGET_RATE, 60.0))
-            overload = asyncio.run(_open_loop(base, singles, TARGET_RATE * 4, curve_seconds * 2))
-            recovery = asyncio.run(_open_loop(base, singles, TARGET_RATE, curve_seconds))
+            target = _open_loop(base, singles, TARGET_RATE, 60.0)
+            overload = _open_loop(base, singles, TARGET_RATE * 4, curve_seconds * 2)
+            recovery = _open_loop(base, singles, TARGET_RATE, curve_seconds)
             requests = 10 if quick else 30
-            seconds = asyncio.run(_closed_loop(base, batches, requests, workers=2))
+            seconds = _closed_loop(base, batches, requests, workers=2)
     curve = sorted([*curve, target, overload], key=lambda row: row["rate"])
     return {
         "status": "ok",
