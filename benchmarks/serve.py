@@ -126,28 +126,22 @@ def _open_loop(base: str, bodies: list[bytes], rate: float, seconds: float) -> d
     }
 
 
-def _closed_loop(base: str, bodies: list[bytes], requests: int, workers: int) -> float:
-    """Seconds to send ``requests`` bodies from ``workers`` clients, each after the last."""
+def _closed_loop(base: str, bodies: list[bytes], requests: int) -> dict[str, Any]:
+    """One client sending ``requests`` bodies, each after the last answer: seconds and statuses
+    (one client, so a batch never waits in the queue behind another and is not shed)."""
     import httpx
 
-    counter = iter(range(requests))
-
-    def worker() -> None:
-        with httpx.Client(base_url=base, timeout=60) as client:
-            for i in counter:
-                client.post(
-                    "/v1/assign",
-                    content=bodies[i % len(bodies)],
-                    headers={"content-type": "application/json"},
-                ).raise_for_status()
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - start
+    statuses: dict[str, int] = {}
+    with httpx.Client(base_url=base, timeout=120) as client:
+        start = time.perf_counter()
+        for i in range(requests):
+            r = client.post(
+                "/v1/assign",
+                content=bodies[i % len(bodies)],
+                headers={"content-type": "application/json"},
+            )
+            statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
+        return {"seconds": time.perf_counter() - start, "statuses": statuses}
 
 
 @contextlib.contextmanager
@@ -205,7 +199,7 @@ def run_load(ctx: BenchContext, *, quick: bool) -> dict[str, Any]:
             overload = _open_loop(base, singles, TARGET_RATE * 4, curve_seconds * 2)
             recovery = _open_loop(base, singles, TARGET_RATE, curve_seconds)
             requests = 10 if quick else 30
-            seconds = _closed_loop(base, batches, requests, workers=2)
+            batch = _closed_loop(base, batches, requests)
     curve = sorted([*curve, target, overload], key=lambda row: row["rate"])
     return {
         "status": "ok",
@@ -220,8 +214,9 @@ def run_load(ctx: BenchContext, *, quick: bool) -> dict[str, Any]:
         "batch": {
             "customers": BATCH,
             "requests": requests,
-            "workers": 2,
-            "customers_per_second": requests * BATCH / seconds,
+            "workers": 1,
+            **batch,
+            "customers_per_second": batch["statuses"].get("200", 0) * BATCH / batch["seconds"],
         },
     }
 

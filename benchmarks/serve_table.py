@@ -40,8 +40,9 @@ def render_serve(s: dict[str, Any] | None) -> list[str]:
     b = load["batch"]
     out += [
         "",
-        f"Batch requests of {b['customers']} customers ({b['requests']} requests, "
-        f"{b['workers']} concurrent clients): **{f(b['customers_per_second'], 0)} customers/s**.",
+        f"Batch requests of {b['customers']} customers ({b['requests']} requests from one "
+        f"client, each after the last answer): **{f(b['customers_per_second'], 0)} "
+        f"customers/s**.",
         "",
     ]
     d = s["databases"]
