@@ -223,14 +223,16 @@ def run_load(ctx: BenchContext, *, quick: bool) -> dict[str, Any]:
 
 # -- databases --------------------------------------------------------------------------------
 _READ = """
-import resource, sys, time
+import sys, time
 import polars as pl
 from segmenter.sources import read_database
 t = time.perf_counter()
 frame = pl.read_parquet(sys.argv[2]) if sys.argv[1] == "parquet" else (
     read_database(sys.argv[2], table="events") if sys.argv[1] == "postgres" else None)
 rows = 0 if frame is None else frame.height
-print(rows, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across exec)
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
+print(rows, time.perf_counter() - t, int(hwm) / 1024)
 """
 
 

@@ -38,20 +38,34 @@ def render_serve(s: dict[str, Any] | None) -> list[str]:
             f"{r['load_average_1m_after']} |"
         )
     b = load["batch"]
-    out += [
-        "",
-        f"Batch requests of {b['customers']} customers ({b['requests']} requests from one "
-        f"client, each after the last answer): **{f(b['customers_per_second'], 0)} "
-        f"customers/s**.",
-        "",
-    ]
+    if "invalid" in b:
+        out += [
+            "",
+            f"Batch requests of {b['customers']} customers: no figure ({b['invalid']}).",
+            "",
+        ]
+    else:
+        out += [
+            "",
+            f"Batch requests of {b['customers']} customers ({b['requests']} requests from one "
+            f"client, each after the last answer): **{f(b['customers_per_second'], 0)} "
+            f"customers/s**.",
+            "",
+        ]
     d = s["databases"]
     if d.get("status") != "ok":
         return [*out, f"Databases: {d.get('status')}: {d.get('note', '')}", ""]
     e = d["export"]
     out += [
-        f"{d['rows']:,} events read in a fresh process (peak RSS includes the "
-        f"{f(d['baseline_rss_mb'], 0)} MB of a process that only imports polars):",
+        f"{d['rows']:,} events read in a fresh process each (peak RSS includes the "
+        f"{f(d['baseline_rss_mb'], 0)} MB of a process that only imports polars"
+        + (
+            f"; 1-min load average {d['load_average_1m_at_start']}"
+            if "load_average_1m_at_start" in d
+            else ""
+        )
+        + (f"; {d['note']}" if d.get("note") else "")
+        + "):",
         "",
         "| source | seconds | peak RSS MB | ratio to parquet (time) |",
         "|---|---:|---:|---:|",
