@@ -180,17 +180,54 @@ def _server(model: Path) -> Iterator[str]:
             proc.wait(timeout=60)
 
 
+def side_by_side(
+    model: Segmenter, base: str, fresh: dict[str, pl.DataFrame], n: int
+) -> dict[str, Any]:
+    """One customer at a time, alternately in process (``predict``) and through the service
+    (one client, each request after the last answer): medians and their ratio, which a busy
+    machine slows alike."""
+    import httpx
+
+    events = fresh["events"]
+    users = events["user_id"].unique(maintain_order=True).to_list()[:n]
+    chosen = {"events": events.filter(pl.col("user_id").is_in(users))}
+    bodies = dict(zip(users, _bodies(chosen, 1), strict=True))
+    local, served = [], []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for user in users:
+            frame = events.filter(pl.col("user_id") == user)
+            t = time.perf_counter()
+            model.predict(load_events(frame), map_coords=False)
+            local.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            r = client.post(
+                "/v1/assign", content=bodies[user], headers={"content-type": "application/json"}
+            )
+            served.append(time.perf_counter() - t)
+            r.raise_for_status()
+    in_process, service = float(np.median(local)) * 1000, float(np.median(served)) * 1000
+    return {
+        "customers": len(users),
+        "in_process_median_ms": in_process,
+        "service_median_ms": service,
+        "ratio": service / in_process,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def run_load(ctx: BenchContext, *, quick: bool) -> dict[str, Any]:
     """Latency against offered rate, the 60 s target run, recovery, and batch throughput."""
     with tempfile.TemporaryDirectory(prefix="segmenter-serve-") as tmp:
         tables = generate(400, seed=ctx.seed)
         config = SegmenterConfig(k=8, seed=ctx.seed)
-        Segmenter(config, progress=False).fit(load_events(tables["events"])).save(f"{tmp}/model")
+        model = Segmenter(config, progress=False).fit(load_events(tables["events"]))
+        model.save(f"{tmp}/model")
         fresh = generate(300, seed=ctx.seed + 1)
         singles, batches = _bodies(fresh, 1), _bodies(fresh, BATCH)
         curve_seconds = 10.0 if quick else 20.0
         with _server(Path(tmp) / "model") as base:
             _open_loop(base, singles, 20.0, 3.0)  # warm the connections
+            alone = side_by_side(model, base, fresh, 30)
             curve = [
                 _open_loop(base, singles, rate, curve_seconds)
                 for rate in (TARGET_RATE / 2, TARGET_RATE * 2)
@@ -204,6 +241,7 @@ def run_load(ctx: BenchContext, *, quick: bool) -> dict[str, Any]:
     return {
         "status": "ok",
         "model_customers": 400,
+        "side_by_side": alone,
         "target": target,
         "target_met": target["p50_ms"] <= TARGET_P50_MS
         and target["p99_ms"] <= TARGET_P99_MS

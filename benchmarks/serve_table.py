@@ -16,6 +16,18 @@ def render_serve(s: dict[str, Any] | None) -> list[str]:
     load = s["load"]
     t = load["target"]
     verdict = "met" if load["target_met"] else "**not met**"
+    alone = load.get("side_by_side")
+    if alone:
+        out += [
+            f"Side by side, one customer at a time ({alone['customers']} customers, alternately "
+            f"in process and through the service, one client): `predict` median "
+            f"{f(alone['in_process_median_ms'], 1)} ms, the service "
+            f"{f(alone['service_median_ms'], 1)} ms (**{f(alone['ratio'], 2)}x**; 1-min load "
+            f"average {alone['load_average_1m']}"
+            + (f"; {alone['note']}" if alone.get("note") else "")
+            + ").",
+            "",
+        ]
     out += [
         f"One customer per request, open loop on 127.0.0.1 (latency counted from each "
         f"request's scheduled send time; the load generator runs on the same 2 cores), model "
