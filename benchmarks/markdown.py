@@ -9,6 +9,7 @@ from typing import Any
 from benchmarks.balance_table import render_balance
 from benchmarks.explain import render_explain
 from benchmarks.lineage_table import render_lineage
+from benchmarks.serve_table import render_serve
 from benchmarks.tables import (
     f,
     render_latency,
@@ -282,6 +283,8 @@ def render(result: dict[str, Any]) -> str:
             lines += render_lineage(sec["lineage"])
         if "explain" in sec:
             lines += render_explain(sec["explain"])
+        if "serve" in sec:
+            lines += render_serve(sec["serve"])
         return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))

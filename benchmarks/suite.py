@@ -23,6 +23,7 @@ from benchmarks.lineage import run_lineage
 from benchmarks.markdown import result_name
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
+from benchmarks.serve import run_serve
 from benchmarks.speed import encoder_overhead, run_speed
 from benchmarks.sweep import GRID, SWEEP_PLANTED, run_sweep
 from segmenter.data import EventData
@@ -55,6 +56,8 @@ SECTIONS: dict[str, Section] = {
     # segments over time (issue 16): stable ids, migrations and drift
     "lineage": run_lineage,
     "explain": lambda ctx, _: run_explain(ctx),
+    # the HTTP service under load, batch throughput, PostgreSQL/DuckDB in and out (issue 18)
+    "serve": lambda ctx, _: run_serve(ctx),
 }
 
 

@@ -46,8 +46,11 @@ def configure_logging(quiet: bool) -> None:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("input")
-    g.add_argument("--input", default=None, help="events: parquet, CSV(.gz) or a parquet folder "
-                   "(default: the shipped sample_data/)")  # fmt: skip
+    g.add_argument("--input", default=None, help="events: parquet, CSV(.gz), a parquet folder, "
+                   "a DuckDB file (.duckdb) or postgresql://USER:PASSWORD@HOST/DB with --table "
+                   "or --query (default: the shipped sample_data/)")  # fmt: skip
+    g.add_argument("--table", default=None, help="database --input: the events table")
+    g.add_argument("--query", default=None, help="database --input: a SELECT giving the events")
     g.add_argument("--users", default=None, help="optional users table (user_id + attributes)")
     g.add_argument("--items", default=None, help="optional items table (item_id + name, ...)")
     g.add_argument("--columns", default=None, help="rename columns: canonical=theirs,...")
@@ -69,13 +72,33 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 def load_from_args(args: argparse.Namespace) -> EventData:
     from segmenter.data import load_events, parse_columns
     from segmenter.sanity import check_events, parse_as_of
+    from segmenter.sources import is_database, read_database, redact
 
     users, items, source = args.users, args.items, args.input
+    table, query = getattr(args, "table", None), getattr(args, "query", None)
+    as_of = parse_as_of(args.as_of) if args.as_of else None
+    if is_database(source):
+        frame = read_database(str(source), table=table, query=query)
+        data = load_events(
+            frame,
+            users=users,
+            items=items,
+            columns=parse_columns(args.columns),
+            preset=args.preset,
+            drop_invalid=args.drop_invalid,
+        )
+        data.source = redact(str(source))
+        return check_events(data, as_of=as_of, dedupe=args.dedupe)
+    if table is not None or query is not None:
+        flag = "--table" if table is not None else "--query"
+        raise SegmenterError(
+            f"{flag} needs a database --input (postgresql://... or a .duckdb file); got "
+            f"'{source or 'sample_data'}'"
+        )
     if source is None:
         source = SAMPLE_DATA / "events.parquet"
         users = users or SAMPLE_DATA / "users.parquet"
         items = items or SAMPLE_DATA / "items.parquet"
-    as_of = parse_as_of(args.as_of) if args.as_of else None
     data = load_events(
         source,
         users=users,
@@ -102,8 +125,12 @@ def cache_from_args(args: argparse.Namespace) -> EmbeddingCache | None:
 
 
 def input_paths(args: argparse.Namespace) -> list[str | Path]:
-    """Every file or folder the run reads (none of them may be an output)."""
-    given = [args.input, args.users, args.items]
+    """Every file or folder the run reads (none of them may be an output); a PostgreSQL URL
+    is not a path (a DuckDB file is)."""
+    from segmenter.sources import POSTGRES_SCHEMES
+
+    url = str(args.input or "").startswith(POSTGRES_SCHEMES)
+    given = [None if url else args.input, args.users, args.items]
     if args.input is None:
         given += [SAMPLE_DATA]
     return [p for p in given if p is not None]

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
+from pipelines._export import add_export_arg, export_assignments, export_target
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.assign")
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, help="output parquet (one row per customer)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    add_export_arg(p)
     return p
 
 
@@ -37,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise SegmenterError(f"--out: '{out}' should end in .parquet")
+    target = export_target(args)
     with claim(
         out, inputs=input_paths(args), kind="assignments", force=args.force, models=[args.model]
     ):
@@ -46,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
         data = load_from_args(args)
         assigned = model.predict(data)
         io.write_parquet(assigned, out)
+        export_assignments(target, assigned, run_id=Path(args.model).resolve().parent.name)
     counts = assigned["segment_name"].value_counts(sort=True)
     print(f"assigned {assigned.height} customers -> {out}")
     for name, size in counts.iter_rows():

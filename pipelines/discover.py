@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
+from pipelines._export import add_export_arg, export_assignments, export_target
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.discover")
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="align to this earlier run folder: keep its segment ids and names, write "
         "migrations.parquet and extend history.parquet",
     )
+    add_export_arg(o)
     return p
 
 
@@ -182,6 +184,7 @@ def main(args: argparse.Namespace) -> int:
     if args.assign_outliers and args.method != "hdbscan":
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")
     out = Path(args.out) if args.out else default_out()
+    target = export_target(args)
     # the previous run is read, never written over
     with claim(out, inputs=[*input_paths(args), args.previous], force=args.force):
         previous = load_previous(args.previous) if args.previous else None
@@ -195,6 +198,7 @@ def main(args: argparse.Namespace) -> int:
             lineage.summary["drift"] = previous_drift(previous, data, args)
         write_run(model, data, out, force=args.force, report=not args.no_report,
                   tables=lineage.tables(), extra={"lineage": lineage.summary})  # fmt: skip
+        export_assignments(target, model.assignments_, run_id=out.name)
     sizes = model.assignments_["segment_name"].value_counts(sort=True)
     print(f"{model.k_} segments of {data.n_users} customers -> {out}")
     for name, size in sizes.iter_rows():
