@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from pipelines._engine import add_engine_args, assign_on_ray, uses_ray
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.assign")
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, help="output parquet (one row per customer)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    add_engine_args(p)
     return p
 
 
@@ -38,6 +40,12 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError(f"--out: '{out}' should end in .parquet")
     if out.exists() and not args.force:
         raise SegmenterError(f"--out: '{out}' exists; pass --force to overwrite it")
+    if uses_ray(args):
+        counts = assign_on_ray(args, out)
+        print(f"assigned {sum(counts.values())} customers -> {out} (ray)")
+        for name, n in counts.items():
+            print(f"  {n:>7}  {name}")
+        return 0
     model = Segmenter.load(
         args.model, cache=cache_from_args(args), device=args.device, progress=not args.quiet
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from pipelines._engine import add_engine_args, discover_on_ray, uses_ray
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.discover")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default=None, help="run folder (default: reports/<timestamp>/)")
     o.add_argument("--force", action="store_true", help="replace a non-empty --out")
     o.add_argument("--no-report", action="store_true", help="skip report.html")
+    add_engine_args(p)
     return p
 
 
@@ -158,6 +160,12 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")
     out = Path(args.out) if args.out else default_out()
     check_out(out, force=args.force)
+    if uses_ray(args):
+        k, counts = discover_on_ray(args, config, out)
+        print(f"{k} segments of {sum(counts.values())} customers -> {out} (ray)")
+        for name, n in counts.items():
+            print(f"  {n:>7}  {name}")
+        return 0
     data = load_from_args(args)
     model = Segmenter(config, cache=cache_from_args(args), progress=not args.quiet)
     model.fit(data)

@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -113,8 +114,12 @@ def write_run(
     force: bool = False,
     extra: dict[str, Any] | None = None,
     report: bool = True,
+    assignments: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write the whole run folder atomically (built aside, then renamed into place)."""
+    """Write the whole run folder atomically (built aside, then renamed into place).
+
+    ``assignments`` writes ``assignments.parquet`` to the path it is given instead of
+    ``model.assignments_`` (an engine that places the customers elsewhere streams them in)."""
     from segmenter.profile import profile_table
 
     out = Path(out)
@@ -123,7 +128,10 @@ def write_run(
     segments = profile_table(model, data)
     meta = run_metadata(model, data, extra or {})
     with io.atomic_dir(out, force=force) as tmp:
-        io.write_parquet(model.assignments_, tmp / "assignments.parquet")
+        if assignments is None:
+            io.write_parquet(model.assignments_, tmp / "assignments.parquet")
+        else:
+            assignments(tmp / "assignments.parquet")
         io.write_parquet(segments, tmp / "segments.parquet")
         io.write_parquet(customers, tmp / "customers.parquet")
         model.save(tmp / "model")
