@@ -214,13 +214,19 @@ def read_blocks(source: Source, options: RayOptions, seed: int) -> ray.data.Data
             f"input is missing required column '{user}' (user_id); columns present: "
             f"{names[:20]}; map yours with --columns user_id=NAME or use --preset"
         )
-    return ds.map_batches(
+    hashed = ds.map_batches(
         _with_block, batch_format="pyarrow", batch_size=None,
         fn_kwargs={"user": user, "n_blocks": options.n_blocks, "seed": seed},
     )  # fmt: skip
+    # a hash shuffle on the block key: each customer's events end in one block (kept in the
+    # cluster's object store, not on the driver) for the passes that follow
+    with worker_errors():
+        return hashed.repartition(options.n_blocks, keys=[PART]).materialize()
 
 
 def _check_block(batch: pa.Table, *, source: Source) -> pa.Table:
+    if batch.num_rows == 0:
+        return pa.table({"customers": [0], "rows": [0], "last": pa.array([None], pa.timestamp("us"))})
     data = source.load(batch, source.tables())
     last = data.events["timestamp"].max()
     return pa.table({"customers": [data.n_users], "rows": [data.events.height],
@@ -230,8 +236,8 @@ def _check_block(batch: pa.Table, *, source: Source) -> pa.Table:
 def check_blocks(blocks: ray.data.Dataset, source: Source) -> dict[str, Any]:
     """Validate every block; customers, rows and the last event of the whole base."""
     with worker_errors():
-        stats = blocks.groupby(PART).map_groups(
-            _check_block, batch_format="pyarrow", fn_kwargs={"source": source}
+        stats = blocks.map_batches(
+            _check_block, batch_format="pyarrow", batch_size=None, fn_kwargs={"source": source}
         )
         table = pa.concat_tables(ray.get(stats.to_arrow_refs()))
     last = pl.from_arrow(table["last"]).max()  # type: ignore[union-attr]
@@ -302,6 +308,8 @@ class _Placer:
         self.fitted = fitted_frame
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if batch.num_rows == 0:
+            return pa.table({})
         data = self.source.load(batch, self.tables)
         placed = self.model.predict(data)
         if self.fitted.height:  # the fit sample keeps the segments the fit gave it
@@ -318,8 +326,9 @@ def _model_files(model: Segmenter) -> dict[str, bytes]:
 
 
 def _actor_args(options: RayOptions) -> dict[str, Any]:
-    return {"concurrency": options.actors, "num_gpus": options.gpus_per_actor or None,
-            "max_restarts": -1, "max_task_retries": -1}  # fmt: skip
+    # Ray Data restarts a dead actor and retries its batch: a lost worker costs time only
+    return {"compute": ray.data.ActorPoolStrategy(size=options.actors),
+            "num_gpus": options.gpus_per_actor or None}  # fmt: skip
 
 
 def embed_in_actors(
@@ -346,9 +355,10 @@ def place(
     kwargs = {"files": _model_files(model), "cache_root": cache_root,
               "device": model.config_.device, "source": source,
               "fitted": (fitted if fitted is not None else empty).to_arrow()}  # fmt: skip
-    return blocks.groupby(PART).map_groups(
-        _Placer, batch_format="pyarrow", fn_constructor_kwargs=kwargs, **_actor_args(options)
-    )
+    return blocks.map_batches(
+        _Placer, batch_format="pyarrow", batch_size=None, fn_constructor_kwargs=kwargs,
+        **_actor_args(options),
+    )  # fmt: skip
 
 
 def stream_parquet(placed: ray.data.Dataset, path: Path) -> dict[str, int]:
