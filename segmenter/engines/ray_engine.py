@@ -335,8 +335,9 @@ def embed_in_actors(
     texts: list[str], config: SegmenterConfig, cache_root: str, options: RayOptions
 ) -> None:
     """Embed ``texts`` into the cache with the actor pool."""
-    docs = ray.data.from_arrow(pa.table({"document": texts}))
     batch = max(config.batch_size * 4, -(-len(texts) // (4 * options.actors)))
+    table = pa.table({"document": texts})
+    docs = ray.data.from_arrow([table.slice(i, batch) for i in range(0, len(texts), batch)])
     done = docs.map_batches(
         _Embedder, batch_format="pyarrow", batch_size=batch,
         fn_constructor_kwargs={"config": config, "cache_root": cache_root},
