@@ -276,6 +276,10 @@ def render(result: dict[str, Any]) -> str:
             lines += render_speed(sec["speed"])
         if "latency" in sec:
             lines += render_latency(sec["latency"])
+        if "ray_scale" in sec:
+            from benchmarks.ray_scale import render_ray_scale
+
+            lines += render_ray_scale(sec["ray_scale"])
         return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))

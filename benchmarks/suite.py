@@ -19,6 +19,7 @@ from benchmarks.deep_cli import run_deep_cli_benchmark
 from benchmarks.encoders import run_encoders
 from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.markdown import result_name
+from benchmarks.ray_scale import run_ray_scale
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
 from benchmarks.speed import encoder_overhead, run_speed
@@ -50,6 +51,8 @@ SECTIONS: dict[str, Section] = {
         ctx.shared_data, quick=ctx.suite != "full", seed=ctx.seed
     ),
     "encoders": run_encoders,
+    # the Ray engine against the local engine (docs/scale.md)
+    "ray_scale": lambda ctx, _: run_ray_scale(ctx),
 }
 
 
