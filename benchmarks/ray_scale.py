@@ -53,7 +53,7 @@ def run_one(events: Path, out: Path, flags: list[str], k: int, seed: int) -> dic
                "--seed", str(seed), "--out", str(out), "--cache", cache, "--no-report",
                "--quiet", *flags]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
-        done, peak = threading.Event(), {}
+        done, peak = threading.Event(), dict[str, float]()
         watcher = threading.Thread(target=_worker_peak, args=(done, peak), daemon=True)
         watcher.start()
         start = time.perf_counter()

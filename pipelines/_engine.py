@@ -22,7 +22,7 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", choices=ENGINES, default="local",
                    help="local (one process, default) or ray (a Ray cluster)")  # fmt: skip
     g.add_argument("--ray-address", default=None, help="ray: 'auto' (the cluster on this "
-                   "machine) or HOST:PORT of a head node; default: start a local instance")  # fmt: skip
+                   "machine) or HOST:PORT of a head node; default: a local instance")  # fmt: skip
     g.add_argument("--ray-actors", type=int, default=2, help="ray: encoder actors")
     g.add_argument("--ray-gpus-per-actor", type=float, default=0.0,
                    help="ray: GPUs each encoder actor reserves (0 = CPU actors)")  # fmt: skip
@@ -34,7 +34,8 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def uses_ray(args: argparse.Namespace) -> bool:
-    ray_flags = {"--ray-address": args.ray_address is not None, "--ray-actors": args.ray_actors != 2,
+    ray_flags = {"--ray-address": args.ray_address is not None,
+                 "--ray-actors": args.ray_actors != 2,
                  "--ray-gpus-per-actor": bool(args.ray_gpus_per_actor),
                  "--ray-fit-sample": args.ray_fit_sample != 200_000,
                  "--ray-blocks": args.ray_blocks is not None,

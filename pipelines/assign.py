@@ -41,9 +41,9 @@ def main(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise SegmenterError(f"--out: '{out}' exists; pass --force to overwrite it")
     if uses_ray(args):
-        counts = assign_on_ray(args, out)
-        print(f"assigned {sum(counts.values())} customers -> {out} (ray)")
-        for name, n in counts.items():
+        sizes = assign_on_ray(args, out)
+        print(f"assigned {sum(sizes.values())} customers -> {out} (ray)")
+        for name, n in sizes.items():
             print(f"  {n:>7}  {name}")
         return 0
     model = Segmenter.load(

@@ -108,7 +108,7 @@ def test_ray_gives_the_local_engines_segments_despite_a_killed_worker(
 ) -> None:  # fmt: skip
     """An encoder actor is killed as it starts embedding (the cache is empty): Ray restarts it
     and retries its batch, and the result is complete and the local engine's."""
-    done, killed = threading.Event(), []
+    done, killed = threading.Event(), list[int]()
     killer = threading.Thread(target=_kill_first, args=("_Embedder", done, killed))
     killer.start()
     try:

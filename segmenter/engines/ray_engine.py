@@ -18,6 +18,7 @@ all events. Importing this module imports Ray.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -27,9 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,8 +115,8 @@ class Source:
 
     def load(self, batch: pa.Table, tables: dict[str, pl.DataFrame | None]) -> EventData:
         """Validated canonical events of one block (the local engine's checks)."""
-        frame = pl.from_arrow(batch.drop_columns([PART]) if PART in batch.column_names else batch)
-        assert isinstance(frame, pl.DataFrame)  # a Table converts to a DataFrame
+        table = batch.drop_columns([PART]) if PART in batch.column_names else batch
+        frame = cast(pl.DataFrame, pl.from_arrow(table))  # a Table converts to a DataFrame
         return load_events(
             frame, users=tables["users"], items=tables["items"], columns=self.columns,
             preset=self.preset, drop_invalid=self.drop_invalid,
@@ -192,8 +192,7 @@ def _is_parquet(path: str) -> bool:
 
 
 def _with_block(batch: pa.Table, *, user: str, n_blocks: int, seed: int) -> pa.Table:
-    ids = pl.from_arrow(batch[user])
-    assert isinstance(ids, pl.Series)
+    ids = cast(pl.Series, pl.from_arrow(batch[user]))
     return batch.append_column(PART, pa.array(block_of(ids, n_blocks, seed), pa.int64()))
 
 
@@ -215,8 +214,8 @@ def read_blocks(source: Source, options: RayOptions, seed: int) -> ray.data.Data
             f"{names[:20]}; map yours with --columns user_id=NAME or use --preset"
         )
     hashed = ds.map_batches(
-        _with_block, batch_format="pyarrow", batch_size=None,
-        fn_kwargs={"user": user, "n_blocks": options.n_blocks, "seed": seed},
+        functools.partial(_with_block, user=user, n_blocks=options.n_blocks, seed=seed),
+        batch_format="pyarrow", batch_size=None,
     )  # fmt: skip
     # a hash shuffle on the block key: each customer's events end in one block (kept in the
     # cluster's object store, not on the driver) for the passes that follow
@@ -226,7 +225,9 @@ def read_blocks(source: Source, options: RayOptions, seed: int) -> ray.data.Data
 
 def _check_block(batch: pa.Table, *, source: Source) -> pa.Table:
     if batch.num_rows == 0:
-        return pa.table({"customers": [0], "rows": [0], "last": pa.array([None], pa.timestamp("us"))})
+        return pa.table(
+            {"customers": [0], "rows": [0], "last": pa.array([None], pa.timestamp("us"))}
+        )
     data = source.load(batch, source.tables())
     last = data.events["timestamp"].max()
     return pa.table({"customers": [data.n_users], "rows": [data.events.height],
@@ -237,17 +238,16 @@ def check_blocks(blocks: ray.data.Dataset, source: Source) -> dict[str, Any]:
     """Validate every block; customers, rows and the last event of the whole base."""
     with worker_errors():
         stats = blocks.map_batches(
-            _check_block, batch_format="pyarrow", batch_size=None, fn_kwargs={"source": source}
+            functools.partial(_check_block, source=source), batch_format="pyarrow", batch_size=None
         )
         table = pa.concat_tables(ray.get(stats.to_arrow_refs()))
-    last = pl.from_arrow(table["last"]).max()  # type: ignore[union-attr]
+    last = cast(pl.Series, pl.from_arrow(table["last"])).max()
     return {"customers": int(pa.compute.sum(table["customers"]).as_py()),
             "rows": int(pa.compute.sum(table["rows"]).as_py()), "last": last}  # fmt: skip
 
 
 def _sample_rows(batch: pa.Table, *, user: str, fraction: float, seed: int) -> pa.Table:
-    ids = pl.from_arrow(batch[user])
-    assert isinstance(ids, pl.Series)
+    ids = cast(pl.Series, pl.from_arrow(batch[user]))
     return batch.filter(pa.array(in_sample(ids, fraction, seed)))
 
 
@@ -257,8 +257,8 @@ def sample_events(
     """Every event of the seeded sample of customers, validated, on the driver."""
     user = user_column(source.columns, source.preset)
     picked = blocks.map_batches(
-        _sample_rows, batch_format="pyarrow", batch_size=None,
-        fn_kwargs={"user": user, "fraction": fraction, "seed": seed},
+        functools.partial(_sample_rows, user=user, fraction=fraction, seed=seed),
+        batch_format="pyarrow", batch_size=None,
     )  # fmt: skip
     with worker_errors():
         table = pa.concat_tables(ray.get(picked.to_arrow_refs()))
@@ -303,9 +303,7 @@ class _Placer:
         )
         shutil.rmtree(folder, ignore_errors=True)
         self.source, self.tables = source, source.tables()
-        fitted_frame = pl.from_arrow(fitted)
-        assert isinstance(fitted_frame, pl.DataFrame)
-        self.fitted = fitted_frame
+        self.fitted = cast(pl.DataFrame, pl.from_arrow(fitted))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if batch.num_rows == 0:
@@ -368,12 +366,13 @@ def stream_parquet(placed: ray.data.Dataset, path: Path) -> dict[str, int]:
     writer: pq.ParquetWriter | None = None
     with worker_errors():
         try:
-            for batch in placed.iter_batches(batch_format="pyarrow", batch_size=None):
+            for block in placed.iter_batches(batch_format="pyarrow", batch_size=None):
+                batch = cast(pa.Table, block)
                 if writer is None:
                     writer = pq.ParquetWriter(path, batch.schema)
                 writer.write_table(batch)
-                for name, n in zip(*np.unique(batch["segment_name"].to_numpy(zero_copy_only=False),
-                                              return_counts=True), strict=True):  # fmt: skip
+                names = cast(pl.Series, pl.from_arrow(batch["segment_name"]))
+                for name, n in names.value_counts().iter_rows():
                     sizes[str(name)] = sizes.get(str(name), 0) + int(n)
         finally:
             if writer is not None:
