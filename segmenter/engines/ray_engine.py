@@ -309,11 +309,16 @@ class _Placer:
         if batch.num_rows == 0:
             return pa.table({})
         data = self.source.load(batch, self.tables)
-        placed = self.model.predict(data)
-        if self.fitted.height:  # the fit sample keeps the segments the fit gave it
-            kept = self.fitted.join(placed.select("user_id"), on="user_id", how="semi")
-            placed = pl.concat([placed.join(kept, on="user_id", how="anti"), kept])
-        return placed.sort("user_id").to_arrow()
+        # the fit sample keeps the segments the fit gave it; only the others are placed
+        parts = []
+        if self.fitted.height:
+            ids = data.events.select("user_id").unique()
+            kept = self.fitted.join(ids, on="user_id", how="semi")
+            data.events = data.events.join(kept.select("user_id"), on="user_id", how="anti")
+            parts.append(kept)
+        if data.events.height:
+            parts.append(self.model.predict(data))
+        return pl.concat(parts).sort("user_id").to_arrow()
 
 
 def _model_files(model: Segmenter) -> dict[str, bytes]:
