@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -132,6 +133,8 @@ def session(options: RayOptions) -> Iterator[None]:
         return
     env = {"env_vars": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
                         "TQDM_DISABLE": "1"}}  # fmt: skip
+    if options.address not in (None, "auto"):
+        _reachable(options.address)
     try:
         if options.address is None:
             ray.init(num_cpus=options.num_cpus, include_dashboard=False, runtime_env=env,
@@ -152,6 +155,19 @@ def session(options: RayOptions) -> Iterator[None]:
         ray.shutdown()
 
 
+def _reachable(address: str) -> None:
+    """Refuse a head node that does not answer within seconds (``ray.init`` retries for
+    minutes before it gives up)."""
+    host, port = address.removeprefix("ray://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise SegmenterError(
+            f"--ray-address: cannot connect to '{address}' ({exc.strerror or exc}); expected "
+            "'auto' or HOST:PORT of a running Ray head node"
+        ) from None
+
+
 def _cause(exc: BaseException) -> SegmenterError | None:
     """The SegmenterError a worker raised, under Ray's wrappers."""
     seen: set[int] = set()
@@ -164,11 +180,9 @@ def _cause(exc: BaseException) -> SegmenterError | None:
         if type(e) is SegmenterError:
             return e
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
-        if isinstance(e, SegmenterError):  # RayTaskError(SegmenterError): text has a traceback
-            lines = [ln for ln in str(e).splitlines() if "SegmenterError: " in ln]
-            if lines:
-                return SegmenterError(lines[-1].split("SegmenterError: ", 1)[1])
-    return None
+    # a worker's exception may come back as text only (Ray's UserCodeException wrapper)
+    lines = [ln for ln in str(exc).splitlines() if "SegmenterError: " in ln]
+    return SegmenterError(lines[-1].split("SegmenterError: ", 1)[1].strip()) if lines else None
 
 
 @contextlib.contextmanager
