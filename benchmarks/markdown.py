@@ -285,6 +285,10 @@ def render(result: dict[str, Any]) -> str:
             lines += render_explain(sec["explain"])
         if "serve" in sec:
             lines += render_serve(sec["serve"])
+        if "ray_scale" in sec:
+            from benchmarks.ray_scale import render_ray_scale
+
+            lines += render_ray_scale(sec["ray_scale"])
         return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))

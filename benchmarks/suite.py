@@ -21,6 +21,7 @@ from benchmarks.explain import run_explain
 from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.lineage import run_lineage
 from benchmarks.markdown import result_name
+from benchmarks.ray_scale import run_ray_scale
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
 from benchmarks.serve import run_serve
@@ -58,6 +59,8 @@ SECTIONS: dict[str, Section] = {
     "explain": lambda ctx, _: run_explain(ctx),
     # the HTTP service under load, batch throughput, PostgreSQL/DuckDB in and out (issue 18)
     "serve": lambda ctx, _: run_serve(ctx),
+    # the Ray engine against the local engine (docs/scale.md)
+    "ray_scale": lambda ctx, _: run_ray_scale(ctx),
 }
 
 

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
+from pipelines._engine import add_engine_args, assign_on_ray, uses_ray
 from pipelines._export import add_export_arg, export_assignments, export_target
 from segmenter.errors import SegmenterError
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output parquet (one row per customer)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     add_export_arg(p)
+    add_engine_args(p)
     return p
 
 
@@ -40,9 +42,18 @@ def main(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise SegmenterError(f"--out: '{out}' should end in .parquet")
     target = export_target(args)
+    if uses_ray(args) and target is not None:
+        raise SegmenterError("--export: not available with --engine ray yet; export the "
+                             "assignments parquet it writes")  # fmt: skip
     with claim(
         out, inputs=input_paths(args), kind="assignments", force=args.force, models=[args.model]
     ):
+        if uses_ray(args):
+            sizes = assign_on_ray(args, out)
+            print(f"assigned {sum(sizes.values())} customers -> {out} (ray)")
+            for name, n in sizes.items():
+                print(f"  {n:>7}  {name}")
+            return 0
         model = Segmenter.load(
             args.model, cache=cache_from_args(args), device=args.device, progress=not args.quiet
         )

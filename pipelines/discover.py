@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
+from pipelines._engine import add_engine_args, discover_on_ray, uses_ray
 from pipelines._export import add_export_arg, export_assignments, export_target
 from segmenter.errors import SegmenterError
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "migrations.parquet and extend history.parquet",
     )
     add_export_arg(o)
+    add_engine_args(p)
     return p
 
 
@@ -185,8 +187,18 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")
     out = Path(args.out) if args.out else default_out()
     target = export_target(args)
+    if uses_ray(args) and (target is not None or args.previous):
+        flag = "--export" if target is not None else "--previous"
+        raise SegmenterError(f"{flag}: not available with --engine ray yet; run it with the "
+                             "local engine")  # fmt: skip
     # the previous run is read, never written over
     with claim(out, inputs=[*input_paths(args), args.previous], force=args.force):
+        if uses_ray(args):
+            k, counts = discover_on_ray(args, config, out)
+            print(f"{k} segments of {sum(counts.values())} customers -> {out} (ray)")
+            for name, n in counts.items():
+                print(f"  {n:>7}  {name}")
+            return 0
         previous = load_previous(args.previous) if args.previous else None
         cache = cache_from_args(args)
         data = load_from_args(args)

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,11 @@ class Segmenter:
         return embed_documents(self.embedder(), texts, self.cache)[0]
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, data: EventData) -> Segmenter:
+    def fit(self, data: EventData, *, as_of: datetime | None = None) -> Segmenter:
         """Discover segments in ``data``.
+
+        ``as_of`` is the reference date of recency and tenure (default: the last event of
+        ``data``); an engine that fits on a sample of customers passes the whole base's.
 
         Fitted attributes: ``assignments_`` (one row per customer), ``recipe_`` (events ->
         features and documents), ``features_``, ``documents_``, ``reduced_`` (n_users, dims:
@@ -166,7 +170,7 @@ class Segmenter:
             raise SegmenterError(f"n_customers={n_users} should be >= 3 to find segments")
         self.recipe_ = DocumentRecipe(max_tokens=cfg.max_tokens)
         with self._stage("features"):
-            features = self.recipe_.fit_features(data.events)
+            features = self.recipe_.fit_features(data.events, as_of=as_of)
         with self._stage("documents"):
             self.recipe_.fit_documents(data.events, features, data.users)
             documents = self.recipe_.documents(data.events, features, data.users)

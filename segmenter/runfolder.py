@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -114,9 +115,13 @@ def write_run(
     extra: dict[str, Any] | None = None,
     report: bool = True,
     tables: dict[str, pl.DataFrame] | None = None,
+    assignments: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write the whole run folder atomically (built aside, then renamed into place);
-    ``tables`` are extra parquet files by name (``migrations.parquet``, ``history.parquet``)."""
+    """Write the whole run folder atomically (built aside, then renamed into place).
+
+    ``tables`` are extra parquet files by name (``migrations.parquet``, ``history.parquet``);
+    ``assignments`` writes ``assignments.parquet`` to the path it is given instead of
+    ``model.assignments_`` (an engine that places the customers elsewhere streams them in)."""
     from segmenter.profile import profile_table
 
     out = Path(out)
@@ -125,7 +130,10 @@ def write_run(
     segments = profile_table(model, data)
     meta = run_metadata(model, data, extra or {})
     with io.atomic_dir(out, force=force) as tmp:
-        io.write_parquet(model.assignments_, tmp / "assignments.parquet")
+        if assignments is None:
+            io.write_parquet(model.assignments_, tmp / "assignments.parquet")
+        else:
+            assignments(tmp / "assignments.parquet")
         io.write_parquet(segments, tmp / "segments.parquet")
         io.write_parquet(customers, tmp / "customers.parquet")
         for name, table in (tables or {}).items():

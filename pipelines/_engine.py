@@ -1,0 +1,101 @@
+"""``--engine local|ray`` and the Ray options of discover and assign; with ``local`` (the
+default) nothing here imports Ray."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines._cli import SAMPLE_DATA, cache_from_args
+from segmenter.data import parse_columns
+from segmenter.engines import ENGINES
+from segmenter.errors import SegmenterError
+
+if TYPE_CHECKING:
+    from segmenter.config import SegmenterConfig
+    from segmenter.engines.ray_engine import RayOptions, Source
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("engine (docs/scale.md)")
+    g.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local (one process, default) or ray (a Ray cluster)")  # fmt: skip
+    g.add_argument("--ray-address", default=None, help="ray: 'auto' (the cluster on this "
+                   "machine) or HOST:PORT of a head node; default: a local instance")  # fmt: skip
+    g.add_argument("--ray-actors", type=int, default=2, help="ray: encoder actors")
+    g.add_argument("--ray-gpus-per-actor", type=float, default=0.0,
+                   help="ray: GPUs each encoder actor reserves (0 = CPU actors)")  # fmt: skip
+    g.add_argument("--ray-fit-sample", type=int, default=200_000,
+                   help="ray: customers the model is fitted on (seeded sample)")  # fmt: skip
+    g.add_argument("--ray-blocks", type=int, default=None,
+                   help="ray: blocks customers are hashed into (default 4 per actor)")  # fmt: skip
+    g.add_argument("--ray-cpus", type=int, default=None, help="ray: CPUs of a local instance")
+
+
+def uses_ray(args: argparse.Namespace) -> bool:
+    ray_flags = {"--ray-address": args.ray_address is not None,
+                 "--ray-actors": args.ray_actors != 2,
+                 "--ray-gpus-per-actor": bool(args.ray_gpus_per_actor),
+                 "--ray-fit-sample": args.ray_fit_sample != 200_000,
+                 "--ray-blocks": args.ray_blocks is not None,
+                 "--ray-cpus": args.ray_cpus is not None}  # fmt: skip
+    first = next((flag for flag, on in ray_flags.items() if on), None)
+    if args.engine != "ray" and first:
+        raise SegmenterError(f"{first} needs --engine ray")
+    return bool(args.engine == "ray")
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions:
+    try:
+        from segmenter.engines.ray_engine import RayOptions
+    except ImportError:
+        raise SegmenterError(
+            "--engine ray: the 'ray' package is not installed; pip install -e '.[ray]'"
+        ) from None
+    return RayOptions(
+        address=args.ray_address, actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor,
+        fit_sample=args.ray_fit_sample, blocks=args.ray_blocks, num_cpus=args.ray_cpus,
+    ).validate()  # fmt: skip
+
+
+def source_of(args: argparse.Namespace) -> Source:
+    from segmenter.engines.ray_engine import Source
+
+    users, items, path = args.users, args.items, args.input
+    if path is None:
+        path = SAMPLE_DATA / "events.parquet"
+        users = users or SAMPLE_DATA / "users.parquet"
+        items = items or SAMPLE_DATA / "items.parquet"
+    return Source(
+        str(path), users=None if users is None else str(users),
+        items=None if items is None else str(items), columns=parse_columns(args.columns),
+        preset=args.preset, drop_invalid=args.drop_invalid,
+    )  # fmt: skip
+
+
+def discover_on_ray(
+    args: argparse.Namespace, config: SegmenterConfig, out: Path
+) -> tuple[int, dict[str, int]]:
+    """Fit and write the run folder with the Ray engine; (k, customers per segment)."""
+    from segmenter.engines import ray_engine as engine
+    from segmenter.runfolder import write_run
+
+    options, cache = ray_options(args), cache_from_args(args)
+    with engine.session(options), engine.cache_root(cache) as root:
+        run = engine.discover(config, source_of(args), options, cache=cache, root=root,
+                              progress=not args.quiet)  # fmt: skip
+        write_run(run.model, run.sample, out, force=args.force, report=not args.no_report,
+                  assignments=run.write_assignments, extra={"engine": run.info})  # fmt: skip
+    return run.model.k_, run.info["segment_sizes"]
+
+
+def assign_on_ray(args: argparse.Namespace, out: Path) -> dict[str, int]:
+    """Place every customer with the Ray engine into ``out``; customers per segment."""
+    from segmenter.engines import ray_engine as engine
+    from segmenter.model import Segmenter
+
+    options, cache = ray_options(args), cache_from_args(args)
+    with engine.session(options), engine.cache_root(cache) as root:
+        model = Segmenter.load(args.model, cache=cache, device=args.device, progress=False)
+        return engine.assign(model, source_of(args), options, out, root=root)
