@@ -61,13 +61,18 @@ class Rule:
     min_stability : float
         Least change of the seed-to-seed ARI against the frozen space.
     min_consistency : float
-        Least :func:`consistency` of the pipeline's fine-tuned segments.
+        Least :func:`consistency` of the pipeline's fine-tuned segments, required where the
+        frozen segments agree at least ``stable_frozen`` (mean ARI) with the frozen space's
+        k-means alternatives.
+    stable_frozen : float
+        Frozen seed-to-seed agreement from which frozen segments count as stable.
     """
 
     min_agreement: float = 0.3
     min_separation: float = 0.85
     min_stability: float = -0.03
     min_consistency: float = -0.02
+    stable_frozen: float = 0.9
 
 
 def held_out(n: int, seed: int, *, share: float = HELD_OUT_SHARE) -> np.ndarray:
@@ -182,14 +187,18 @@ def consistency(
     them (the frozen segments' own seed-to-seed stability), ``tuned`` the same for
     ``tuned_labels``, and ``consistency`` = tuned - frozen. Fine-tuning gains where frozen
     k-means is unstable (low ``frozen``: room to fix) by settling on a partition close to its
-    alternatives; where frozen k-means is already stable, new segments that drift from it fall
-    below the floor. At most :data:`MAX_CONSISTENCY_SAMPLE` seeded customers are compared.
+    alternatives; where frozen k-means is already stable (``frozen`` >= ``Rule.stable_frozen``)
+    there is little to fix, and new segments that drift from it (below
+    ``Rule.min_consistency``) are refused. Where it is not, fine-tuned segments may settle far
+    from the frozen ones (a sharper, truer partition often does). At most
+    :data:`MAX_CONSISTENCY_SAMPLE` seeded customers are compared.
 
     Returns
     -------
     dict with ``frozen``, ``tuned``, ``consistency``, ``accepted``, ``rejected_because``
     """
-    floor = (rule or Rule()).min_consistency
+    rule = rule or Rule()
+    floor = rule.min_consistency
     n = len(frozen_labels)
     rows = np.arange(n)
     if n > MAX_CONSISTENCY_SAMPLE:
@@ -205,15 +214,17 @@ def consistency(
     frozen = float(np.mean([adjusted_rand_score(frozen_labels[rows], o) for o in others]))
     tuned = float(np.mean([adjusted_rand_score(tuned_labels[rows], o) for o in others]))
     value = tuned - frozen
+    ok = value >= floor or frozen < rule.stable_frozen
     return {
         "frozen": round(frozen, 4),
         "tuned": round(tuned, 4),
         "consistency": round(value, 4),
-        "accepted": value >= floor,
+        "accepted": ok,
         "rejected_because": ""
-        if value >= floor
+        if ok
         else (
-            f"segment consistency {value:.3f} < {floor} (the new segments agree "
-            f"{tuned:.3f} with the frozen space's k-means, the frozen ones {frozen:.3f})"
+            f"segment consistency {value:.3f} < {floor} where the frozen segments are stable "
+            f"(the new segments agree {tuned:.3f} with the frozen space's k-means, the frozen "
+            f"ones {frozen:.3f} >= {rule.stable_frozen})"
         ),
     }
