@@ -262,7 +262,9 @@ class Segmenter:
             self._restore(kept)
             raise
         verdict = judge.judge(tuned_emb[held])  # the shipped encoder, as the pipeline embeds
-        agrees = consistency(frozen.reduced, frozen.labels, tuned.labels, seed=cfg.seed)
+        agrees = consistency(
+            frozen.reduced, frozen.labels, tuned.labels, seed=cfg.seed, restarts=cfg.n_restarts
+        )
         before = behaviour_separation(behaviour.scaled, frozen.labels)
         after = behaviour_separation(behaviour.scaled, tuned.labels)
         # behaviour has a say only where segments use it (value tiers, HDBSCAN's fused

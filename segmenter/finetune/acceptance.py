@@ -177,20 +177,21 @@ def consistency(
     tuned_labels: np.ndarray,
     *,
     seed: int,
+    restarts: int = 3,
     rule: Rule | None = None,
 ) -> dict[str, Any]:
     """Do fine-tuned segments agree with the frozen space's k-means as well as the frozen
     segments do?
 
     k-means on ``frozen_space`` (n, d) with :data:`ALTERNATIVES` seeds other than ``seed``
-    gives alternative frozen partitions. ``frozen`` is the mean ARI of ``frozen_labels`` with
-    them (the frozen segments' own seed-to-seed stability), ``tuned`` the same for
-    ``tuned_labels``, and ``consistency`` = tuned - frozen. Fine-tuning gains where frozen
-    k-means is unstable (low ``frozen``: room to fix) by settling on a partition close to its
-    alternatives; where frozen k-means is already stable (``frozen`` >= ``Rule.stable_frozen``)
+    (``restarts`` each: pass the pipeline's, or the alternatives are less stable than the
+    segments they are compared with) gives alternative frozen partitions. ``frozen`` is the
+    mean ARI of ``frozen_labels`` with them (the frozen segments' own seed-to-seed
+    stability), ``tuned`` the same for ``tuned_labels``, and ``consistency`` = tuned -
+    frozen. Where frozen k-means is already stable (``frozen`` >= ``Rule.stable_frozen``)
     there is little to fix, and new segments that drift from it (below
-    ``Rule.min_consistency``) are refused. Where it is not, fine-tuned segments may settle far
-    from the frozen ones (a sharper, truer partition often does). At most
+    ``Rule.min_consistency``) are refused. Where it is not, fine-tuned segments may settle
+    far from the frozen ones (a sharper, truer partition often does). At most
     :data:`MAX_CONSISTENCY_SAMPLE` seeded customers are compared.
 
     Returns
@@ -208,7 +209,7 @@ def consistency(
     space = np.asarray(frozen_space, dtype=np.float32)[rows]
     k = int(max(len(np.unique(frozen_labels)), 2))
     others = [
-        KMeansClusterer(k, n_restarts=3, random_state=seed + 1 + r).fit(space).labels_
+        KMeansClusterer(k, n_restarts=restarts, random_state=seed + 1 + r).fit(space).labels_
         for r in range(ALTERNATIVES)
     ]
     frozen = float(np.mean([adjusted_rand_score(frozen_labels[rows], o) for o in others]))
