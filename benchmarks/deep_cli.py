@@ -30,29 +30,49 @@ from segmenter.data import EventData
 from segmenter.embed import EmbeddingCache
 from segmenter.finetune import DeepOptions
 from segmenter.model import Segmenter
+from segmenter.segment import Segmented
 
 logger = logging.getLogger(__name__)
 
 KMEANS_SEEDS = 10
 
 
+class _Recording(Segmenter):
+    """The pipeline, keeping each segmentation pass of a ``--deep`` fit: the frozen pass (what
+    a rejected fine-tuning falls back to) and the fine-tuned candidate, kept or not."""
+
+    passes_: list[Segmented]
+
+    def _segment(self, emb: np.ndarray, behaviour: Any, encoder: Any) -> Segmented:
+        out = super()._segment(emb, behaviour, encoder)
+        self.passes_ = [*getattr(self, "passes_", []), out]
+        return out
+
+
 def _scores(model: Segmenter, truth: np.ndarray, k: int, seeds: int) -> dict[str, Any]:
     """The run's own segments (seed 0), and k-means with ``seeds`` paired seeds on the space
     the run's segments live in (``reduced_``; with one value tier that is the pipeline's own
     clustering step, with the run's restarts)."""
+    labels = model.assignments_["segment"].to_numpy()
+    return _pass_scores(model.reduced_, labels, truth, k, model.config_.n_restarts, seeds) | {
+        "value_tiers": (model.balance_ or {}).get("n_tiers")
+    }
+
+
+def _pass_scores(
+    space: np.ndarray, labels: np.ndarray, truth: np.ndarray, k: int, restarts: int, seeds: int
+) -> dict[str, Any]:
     runs = [
-        recovery(truth, KMeansClusterer(k, n_restarts=model.config_.n_restarts,
-                                        random_state=s).fit(model.reduced_).labels_)
+        recovery(truth, KMeansClusterer(k, n_restarts=restarts, random_state=s).fit(space).labels_)
         for s in range(seeds)
-    ]  # fmt: skip
-    run = recovery(truth, model.assignments_["segment"].to_numpy())
+    ]
+    run = recovery(truth, labels)
     return {
         "acc": round(float(np.mean([r["acc"] for r in runs])), 4),
         "nmi": round(float(np.mean([r["nmi"] for r in runs])), 4),
         "acc_per_seed": [round(r["acc"], 4) for r in runs],
         "run_acc": round(run["acc"], 4),
         "run_nmi": round(run["nmi"], 4),
-        "value_tiers": (model.balance_ or {}).get("n_tiers"),
     }
 
 
@@ -73,20 +93,29 @@ def cli_case(
     # the head's defaults, with a check every quarter of the (capped) steps
     options = DeepOptions(steps=steps, update_interval=max(1, steps // 4))
     start = time.perf_counter()
-    deep = Segmenter(cfg.replace(deep=True, deep_options=options), cache=cache, progress=False).fit(
-        data
-    )
+    deep = _Recording(cfg.replace(deep=True, deep_options=options), cache=cache, progress=False)
+    deep.fit(data)
     deep_seconds = time.perf_counter() - start
     report = deep.deep_report_
     frozen = _scores(frozen_model, truth, k, seeds)
     shipped = _scores(deep, truth, k, seeds)
+    # the rule's verdict against the measured gain: the fine-tuned candidate against the
+    # frozen pass of the same --deep run (document pooling), which a rejection keeps
+    restarts = deep.config_.n_restarts
+    fallback, *candidate = [
+        _pass_scores(p.reduced, p.labels, truth, k, restarts, seeds) for p in deep.passes_
+    ]
     out = {
         "case": name, "customers": data.n_users, "k": k, "steps": steps,
         "kmeans_seeds": seeds, "accepted": report["accepted"],
         "rejected_because": report.get("rejected_because", ""),
         "best_step": report.get("best_step"), "acceptance": report.get("acceptance"),
+        "consistency": report.get("consistency"),
         "frozen": frozen, "deep": shipped,
         "acc_gain_points": round(100 * (shipped["acc"] - frozen["acc"]), 2),
+        "deep_frozen_pass": fallback, "candidate": candidate[0] if candidate else None,
+        "candidate_gain_points": round(100 * (candidate[0]["acc"] - fallback["acc"]), 2)
+        if candidate else None,
         "deep_fit_seconds": round(deep_seconds, 1),
     }  # fmt: skip
     logger.info("deep cli %s: %s", name, {k: v for k, v in out.items() if k != "acceptance"})

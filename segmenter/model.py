@@ -227,7 +227,7 @@ class Segmenter:
         encoder and segments when no checkpoint passes, or when the new segments explain less
         of the behaviour features (data whose behaviour varies)."""
         from segmenter.finetune import refine, sentence_transformer_of
-        from segmenter.finetune.acceptance import NEIGHBOURS, Acceptance, held_out
+        from segmenter.finetune.acceptance import NEIGHBOURS, Acceptance, consistency, held_out
 
         cfg = self.config_
         texts = documents["document"].to_list()
@@ -270,6 +270,9 @@ class Segmenter:
             self._restore(kept)
             raise
         verdict = judge.judge(tuned_emb[held])  # the shipped encoder, as the pipeline embeds
+        agrees = consistency(
+            frozen.reduced, frozen.labels, tuned.labels, seed=cfg.seed, restarts=cfg.n_restarts
+        )
         before = behaviour_separation(behaviour.scaled, frozen.labels)
         after = behaviour_separation(behaviour.scaled, tuned.labels)
         # behaviour has a say only where segments use it (value tiers, HDBSCAN's fused
@@ -277,12 +280,17 @@ class Segmenter:
         tiers = (kept["balance_"] or {}).get("n_tiers", 1)
         check = kept["reducer_"] is not None or tiers > 1
         self.deep_report_.update(
-            acceptance=verdict, keep_behaviour=cfg.deep_keep_behaviour, behaviour_check=check,
+            acceptance=verdict, consistency=agrees, keep_behaviour=cfg.deep_keep_behaviour,
+            behaviour_check=check,
             behaviour_separation={"frozen": before, "deep": after},
         )  # fmt: skip
         why = verdict["rejected_because"]
         if why:
             why = f"the fine-tuned encoder fails the acceptance rule on held-out customers ({why})"
+        elif agrees["rejected_because"]:
+            why = (
+                f"the fine-tuned segments drift from the frozen ones ({agrees['rejected_because']})"
+            )
         elif check and after < cfg.deep_keep_behaviour * before:
             why = (
                 f"the fine-tuned segments explain less of the behaviour features "

@@ -17,7 +17,13 @@ from segmenter.config import SegmenterConfig
 from segmenter.data import EventData, load_events
 from segmenter.embed import SentenceTransformerEncoder
 from segmenter.errors import SegmenterError
-from segmenter.finetune import DeepOptions, EncoderRefiner, refine, sentence_transformer_of
+from segmenter.finetune import (
+    DeepOptions,
+    EncoderRefiner,
+    acceptance,
+    refine,
+    sentence_transformer_of,
+)
 from segmenter.finetune.acceptance import Acceptance, explained, held_out
 from segmenter.finetune.objectives import (
     augment,
@@ -121,6 +127,9 @@ def _accept_everything(monkeypatch: pytest.MonkeyPatch) -> None:
                 "accepted": True, "rejected_because": ""}  # fmt: skip
 
     monkeypatch.setattr(Acceptance, "judge", judge)
+    monkeypatch.setattr(
+        acceptance, "consistency", lambda *a, **kw: {"accepted": True, "rejected_because": ""}
+    )
 
 
 def test_training_improves_a_noisy_toy_over_its_kmeans_start(

@@ -15,9 +15,15 @@ The deep head trains on most customers and keeps a seeded share of them out
   the same in the frozen space; sharper segments come out the same whatever the seed.
 
 A fine-tuning is accepted when each stays above its floor (:class:`Rule`); among accepted
-checkpoints the one with the highest ``score`` is kept. The floors and the score were chosen
-because they separate the fine-tunings that gained accuracy from those that lost it on every
-labelled set of the deep benchmark (BENCHMARKS.md, "Deep head acceptance").
+checkpoints the one with the highest ``score`` is kept. Once the pipeline has segmented all
+customers with the kept checkpoint, :func:`consistency` asks one more question the held-out
+checks cannot answer (a more stable, well separated partition is not a more correct one):
+do the new segments agree with k-means alternatives of the frozen space about as well as the
+frozen segments do? Where frozen k-means already comes out the same whatever the seed there is
+little for fine-tuning to fix, and new segments that drift from it are refused. The floors
+and the score were chosen because they separate the fine-tunings that gained accuracy from
+those that lost it on every labelled set of the deep benchmark (BENCHMARKS.md, "Deep
+head acceptance").
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ HELD_OUT_SHARE = 0.2
 MAX_HELD_OUT = 1000
 #: Neighbours compared per held-out customer.
 NEIGHBOURS = 10
+#: Frozen k-means alternatives :func:`consistency` compares with, and its sample cap.
+ALTERNATIVES = 4
+MAX_CONSISTENCY_SAMPLE = 5000
 
 
 @dataclass(frozen=True)
@@ -51,11 +60,19 @@ class Rule:
         new segments explain.
     min_stability : float
         Least change of the seed-to-seed ARI against the frozen space.
+    min_consistency : float
+        Least :func:`consistency` of the pipeline's fine-tuned segments, required where the
+        frozen segments agree at least ``stable_frozen`` (mean ARI) with the frozen space's
+        k-means alternatives.
+    stable_frozen : float
+        Frozen seed-to-seed agreement from which frozen segments count as stable.
     """
 
     min_agreement: float = 0.3
     min_separation: float = 0.85
     min_stability: float = -0.03
+    min_consistency: float = -0.02
+    stable_frozen: float = 0.9
 
 
 def held_out(n: int, seed: int, *, share: float = HELD_OUT_SHARE) -> np.ndarray:
@@ -152,3 +169,63 @@ class Acceptance:
             "accepted": not failed,
             "rejected_because": "; ".join(failed),
         }
+
+
+def consistency(
+    frozen_space: np.ndarray,
+    frozen_labels: np.ndarray,
+    tuned_labels: np.ndarray,
+    *,
+    seed: int,
+    restarts: int = 3,
+    rule: Rule | None = None,
+) -> dict[str, Any]:
+    """Do fine-tuned segments agree with the frozen space's k-means as well as the frozen
+    segments do?
+
+    k-means on ``frozen_space`` (n, d) with :data:`ALTERNATIVES` seeds other than ``seed``
+    (``restarts`` each: pass the pipeline's, or the alternatives are less stable than the
+    segments they are compared with) gives alternative frozen partitions. ``frozen`` is the
+    mean ARI of ``frozen_labels`` with them (the frozen segments' own seed-to-seed
+    stability), ``tuned`` the same for ``tuned_labels``, and ``consistency`` = tuned -
+    frozen. Where frozen k-means is already stable (``frozen`` >= ``Rule.stable_frozen``)
+    there is little to fix, and new segments that drift from it (below
+    ``Rule.min_consistency``) are refused. Where it is not, fine-tuned segments may settle
+    far from the frozen ones (a sharper, truer partition often does). At most
+    :data:`MAX_CONSISTENCY_SAMPLE` seeded customers are compared.
+
+    Returns
+    -------
+    dict with ``frozen``, ``tuned``, ``consistency``, ``accepted``, ``rejected_because``
+    """
+    rule = rule or Rule()
+    floor = rule.min_consistency
+    n = len(frozen_labels)
+    rows = np.arange(n)
+    if n > MAX_CONSISTENCY_SAMPLE:
+        rows = np.sort(
+            np.random.default_rng(seed).choice(n, size=MAX_CONSISTENCY_SAMPLE, replace=False)
+        )
+    space = np.asarray(frozen_space, dtype=np.float32)[rows]
+    k = int(max(len(np.unique(frozen_labels)), 2))
+    others = [
+        KMeansClusterer(k, n_restarts=restarts, random_state=seed + 1 + r).fit(space).labels_
+        for r in range(ALTERNATIVES)
+    ]
+    frozen = float(np.mean([adjusted_rand_score(frozen_labels[rows], o) for o in others]))
+    tuned = float(np.mean([adjusted_rand_score(tuned_labels[rows], o) for o in others]))
+    value = tuned - frozen
+    ok = value >= floor or frozen < rule.stable_frozen
+    return {
+        "frozen": round(frozen, 4),
+        "tuned": round(tuned, 4),
+        "consistency": round(value, 4),
+        "accepted": ok,
+        "rejected_because": ""
+        if ok
+        else (
+            f"segment consistency {value:.3f} < {floor} where the frozen segments are stable "
+            f"(the new segments agree {tuned:.3f} with the frozen space's k-means, the frozen "
+            f"ones {frozen:.3f} >= {rule.stable_frozen})"
+        ),
+    }
