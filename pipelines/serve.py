@@ -60,12 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-body-mb", type=float, default=2.0, help="largest request body (MB)")
     p.add_argument("--max-customers", type=int, default=1000, help="most customers per request")
+    p.add_argument(
+        "--reasons",
+        action="store_true",
+        help="add each customer's top reasons (segmenter.explain; k-means models only)",
+    )
     p.add_argument("--quiet", action="store_true", help="only warnings (no request log)")
     return p
 
 
 def options_from_args(args: argparse.Namespace) -> ServiceOptions:
     from segmenter.service import ServiceOptions
+    from segmenter.service.reasons import explain_placed
 
     checks = {
         "--port": (args.port, 0 <= args.port <= 65535, "0..65535"),
@@ -89,6 +95,7 @@ def options_from_args(args: argparse.Namespace) -> ServiceOptions:
         max_queue=args.max_queue,
         queue_timeout_s=args.queue_timeout,
         reload_on_sighup=True,
+        reasons=explain_placed if args.reasons else None,
     )
 
 

@@ -94,6 +94,29 @@ def test_assign_places_customers_as_the_model_does(
         assert answer["distance"] == pytest.approx(row["distance"], abs=1e-5)
 
 
+def test_reasons_come_with_each_placement_when_asked(
+    small_tables: dict[str, pl.DataFrame], models: dict[str, Path]
+) -> None:
+    from segmenter.explain.customer import Explainer
+    from segmenter.service.reasons import explain_placed
+
+    users = ["C0000001", "C0000002"]
+    with _client(models["k4"], reasons=explain_placed) as c:
+        r = c.post("/v1/assign", json={"events": _events(small_tables, users)}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    got = {row["user_id"]: row for row in r.json()["customers"]}
+    # the service's reasons are the explainer's own lines for the same customer
+    model = _load(models["k4"])
+    data = load_events(small_tables["events"].filter(pl.col("user_id").is_in(users)))
+    features = model.recipe_.features(data.events)
+    customers = features.join(model.recipe_.documents(data.events, features), on="user_id")
+    explainer = Explainer(model, progress=False).fit(customers)
+    for user in users:
+        expected = explainer.explain(user).text().splitlines()[1:]
+        assert got[user]["reasons"] == expected and expected
+        assert got[user]["segment"] == explainer.explain(user).segment
+
+
 def test_segments_health_ready_and_metrics(client: TestClient) -> None:
     segments = client.get("/v1/segments", headers=AUTH).json()["segments"]
     assert [s["id"] for s in segments] == [0, 1, 2, 3] and all(s["name"] for s in segments)
