@@ -30,23 +30,10 @@ from segmenter.data import EventData
 from segmenter.embed import EmbeddingCache
 from segmenter.finetune import DeepOptions
 from segmenter.model import Segmenter
-from segmenter.segment import Segmented
 
 logger = logging.getLogger(__name__)
 
 KMEANS_SEEDS = 10
-
-
-class _Recording(Segmenter):
-    """The pipeline, keeping each segmentation pass of a ``--deep`` fit: the frozen pass (what
-    a rejected fine-tuning falls back to) and the fine-tuned candidate, kept or not."""
-
-    passes_: list[Segmented]
-
-    def _segment(self, emb: np.ndarray, behaviour: Any, encoder: Any) -> Segmented:
-        out = super()._segment(emb, behaviour, encoder)
-        self.passes_ = [*getattr(self, "passes_", []), out]
-        return out
 
 
 def _scores(model: Segmenter, truth: np.ndarray, k: int, seeds: int) -> dict[str, Any]:
@@ -93,7 +80,7 @@ def cli_case(
     # the head's defaults, with a check every quarter of the (capped) steps
     options = DeepOptions(steps=steps, update_interval=max(1, steps // 4))
     start = time.perf_counter()
-    deep = _Recording(cfg.replace(deep=True, deep_options=options), cache=cache, progress=False)
+    deep = Segmenter(cfg.replace(deep=True, deep_options=options), cache=cache, progress=False)
     deep.fit(data)
     deep_seconds = time.perf_counter() - start
     report = deep.deep_report_
@@ -103,7 +90,7 @@ def cli_case(
     # frozen pass of the same --deep run (document pooling), which a rejection keeps
     restarts = deep.config_.n_restarts
     fallback, *candidate = [
-        _pass_scores(p.reduced, p.labels, truth, k, restarts, seeds) for p in deep.passes_
+        _pass_scores(p.reduced, p.labels, truth, k, restarts, seeds) for p in deep.deep_passes_
     ]
     out = {
         "case": name, "customers": data.n_users, "k": k, "steps": steps,

@@ -41,14 +41,12 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise SegmenterError(f"--out: '{out}' should end in .parquet")
-    target = export_target(args)
-    if uses_ray(args) and target is not None:
-        raise SegmenterError("--export: not available with --engine ray yet; export the "
-                             "assignments parquet it writes")  # fmt: skip
+    on_ray = uses_ray(args)  # before any work: its one-line errors
+    target = export_target(args, out)
     with claim(
         out, inputs=input_paths(args), kind="assignments", force=args.force, models=[args.model]
     ):
-        if uses_ray(args):
+        if on_ray:
             sizes = assign_on_ray(args, out)
             print(f"assigned {sum(sizes.values())} customers -> {out} (ray)")
             for name, n in sizes.items():

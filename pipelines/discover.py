@@ -160,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
     from segmenter.model import Segmenter
     from segmenter.outputs import claim
     from segmenter.runfolder import default_out, write_run
-    from segmenter.sanity import check_segmentable
+    from segmenter.sanity import check_segmentable, parse_as_of
 
     config = SegmenterConfig(
         method=args.method,
@@ -186,14 +186,11 @@ def main(args: argparse.Namespace) -> int:
     if args.assign_outliers and args.method != "hdbscan":
         raise SegmenterError("--assign-outliers only applies to --method hdbscan")
     out = Path(args.out) if args.out else default_out()
-    target = export_target(args)
-    if uses_ray(args) and (target is not None or args.previous):
-        flag = "--export" if target is not None else "--previous"
-        raise SegmenterError(f"{flag}: not available with --engine ray yet; run it with the "
-                             "local engine")  # fmt: skip
+    on_ray = uses_ray(args)  # before any work: its one-line errors
+    target = export_target(args, out)
     # the previous run is read, never written over
     with claim(out, inputs=[*input_paths(args), args.previous], force=args.force):
-        if uses_ray(args):
+        if on_ray:
             k, counts = discover_on_ray(args, config, out)
             print(f"{k} segments of {sum(counts.values())} customers -> {out} (ray)")
             for name, n in counts.items():
@@ -204,7 +201,7 @@ def main(args: argparse.Namespace) -> int:
         data = load_from_args(args)
         check_segmentable(data, config.k, config.k_range)
         model = Segmenter(config, cache=cache, progress=not args.quiet)
-        model.fit(data)
+        model.fit(data, as_of=parse_as_of(args.as_of) if args.as_of else None)
         lineage = carry_forward(model, data, previous)
         if previous is not None:
             lineage.summary["drift"] = previous_drift(previous, data, args)

@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipelines._cli import add_data_args, cache_from_args, load_from_args, run_cli
+from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
 from segmenter.errors import SegmenterError
 
 logger = logging.getLogger("pipelines.drift")
@@ -45,6 +45,20 @@ def report_lines(result: dict[str, object]) -> list[str]:
     return lines
 
 
+def check_json_out(out: Path, reads: list[str | Path]) -> None:
+    """A one-line error unless ``out`` is a new or replaceable file apart from what is read."""
+    path = out.expanduser().resolve()
+    for source in reads:
+        read = Path(source).expanduser().resolve()
+        if path == read or path.is_relative_to(read) or read.is_relative_to(path):
+            raise SegmenterError(f"--json: '{out}' is or lies inside the input '{source}', which "
+                                 "is never written over; write it elsewhere")  # fmt: skip
+    if path.is_dir():
+        raise SegmenterError(f"--json: '{out}' is a folder; expected a .json file")
+    if not path.parent.is_dir():
+        raise SegmenterError(f"--json: the folder of '{out}' does not exist")
+
+
 def main(args: argparse.Namespace) -> int:
     from segmenter import io
     from segmenter.lineage.drift import check_drift
@@ -55,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
     if out is not None and out.suffix.lower() != ".json":
         raise SegmenterError(f"--json: '{out}' should end in .json")
     model_dir = Path(args.model)
+    if out is not None:  # before any work; the run folder is read, never written into
+        check_json_out(out, [*input_paths(args), model_dir.resolve().parent])
     model = Segmenter.load(
         model_dir, cache=cache_from_args(args), device=args.device, progress=not args.quiet
     )

@@ -49,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
     from segmenter.model import Segmenter
     from segmenter.outputs import claim
     from segmenter.runfolder import write_run
+    from segmenter.sanity import check_segmentable, parse_as_of
 
     out = Path(args.out)
     # the previous run and the new events are read, never written over
@@ -66,8 +67,10 @@ def main(args: argparse.Namespace) -> int:
         config = old.config_.replace(deep=args.deep or old.config_.deep)
         tuned = previous.model_dir / "encoder"
         if args.deep and tuned.is_dir():  # continue from the previous fine-tuning
-            config = config.replace(encoder=str(tuned))
-        model = Segmenter(config, cache=cache, progress=not args.quiet).fit(data)
+            config = config.replace(encoder=str(tuned.resolve()))  # not relative to the cwd
+        check_segmentable(data, config.k, config.k_range)
+        as_of = parse_as_of(args.as_of) if args.as_of else None
+        model = Segmenter(config, cache=cache, progress=not args.quiet).fit(data, as_of=as_of)
         lineage = carry_forward(model, data, previous)
         extra = {"lineage": {**lineage.summary, "drift": drift}}
         write_run(model, data, out, force=args.force, report=not args.no_report,

@@ -233,6 +233,8 @@ class Segmenter:
         texts = documents["document"].to_list()
         st = sentence_transformer_of(encoder)
         kept = {name: getattr(self, name) for name in SEGMENT_STATE}
+        # each segmentation pass, kept or not (diagnostics, benchmarks): frozen, then tuned
+        self.deep_passes_: list[Segmented] = [frozen]
         self.base_encoder_ = encoder  # a refit starts again from it, not from the refined one
         # train and judge on what the segments are about: the taste space and its groups
         taste = frozen.reduced if self.reducer_ is None else self.text_reducer_.transform(emb)
@@ -264,6 +266,7 @@ class Segmenter:
             with self._stage("embed"):
                 tuned_emb, _ = embed_documents(refined.encoder, texts, self.cache)
             tuned = self._segment(tuned_emb, behaviour, refined.encoder)
+            self.deep_passes_.append(tuned)
         except SegmenterError as exc:  # the refined space cannot hold k segments: keep frozen
             return self._keep_frozen(kept, frozen, str(exc))
         except BaseException:

@@ -126,6 +126,10 @@ def write_run(
 
     out = Path(out)
     check_out(out, force=force)
+    core = {"assignments.parquet", "segments.parquet", "customers.parquet"}
+    for name in tables or {}:  # plain extra parquet files beside the core ones, never over them
+        if name in core or Path(name).name != name or not name.endswith(".parquet"):
+            raise ValueError(f"tables: {name!r} should be a new *.parquet file name")
     customers = customers_table(model)
     segments = profile_table(model, data)
     meta = run_metadata(model, data, extra or {})

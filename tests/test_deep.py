@@ -556,8 +556,9 @@ def test_text_only_fine_tuning_is_judged_on_held_out_customers(
         assert set(SEGMENT_STATE) <= set(before)
         # every attribute fitted before the head is the very same object again
         assert [n for n in before if after[n] is not before[n]] == []
-        assert set(after) - set(before) - {"deep_report_", "base_encoder_"} == {
+        assert set(after) - set(before) - {"deep_report_", "base_encoder_", "deep_passes_"} == {
             "segment_names_", "quality_", "features_", "documents_", "reduced_", "assignments_",
+            "reference_",
         }  # fmt: skip
         assert (model.assignments_["segment"] == frozen.assignments_["segment"]).all()
         assert acc["deep"] == acc["frozen"]

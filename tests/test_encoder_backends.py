@@ -21,11 +21,13 @@ from segmenter.embed import (
 )
 from segmenter.encoders import onnx_files
 from segmenter.encoders.backends import (
+    BF16_FLAGS,
     MEAN_COSINE_FLOOR,
     MIN_COSINE_FLOOR,
     agreement,
     check_documents,
     choose_backend,
+    cpu_flags,
 )
 from segmenter.errors import SegmenterError
 from segmenter.model import Segmenter
@@ -197,6 +199,11 @@ def test_cli_rejects_a_bad_backend(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "--encoder-backend: 'fast' is not one of ['auto', 'torch'" in err[0]
 
 
+@pytest.mark.skipif(
+    not cpu_flags() & BF16_FLAGS,
+    reason="no AVX-512-BF16/AMX on this CPU: auto never picks bf16 here (emulated bf16 is slow "
+    "and not what users of such CPUs get)",
+)
 def test_bf16_segments_match_fp32(small_data: EventData, onnx_root: Path, tmp_path: Path) -> None:
     """The fast backend ``auto`` picks on AVX-512-BF16/AMX CPUs keeps the fp32 segments."""
     labels = {}

@@ -173,3 +173,20 @@ def test_decide_matches_the_clusterer(explainer: Explainer) -> None:
     score = model.value_axis_.transform(customers)
     labels, _, _ = model.clusterer_.predict(taste, score)
     np.testing.assert_array_equal(decide(model, taste, score).segment, labels)
+
+
+def test_an_aligned_run_is_explained_with_its_stable_ids(run: Path) -> None:
+    from segmenter.errors import SegmenterError
+    from segmenter.lineage.carry import SegmentIds
+
+    plain = load_explainer(run, progress=False)
+    aligned = load_explainer(run, progress=False)
+    ids = np.array([7, 5, 9, 6])  # as a run aligned to a previous one shows its segments
+    aligned.model.segment_ids_ = SegmentIds(ids).fit()
+    user = plain.customers_["user_id"][0]
+    x, y = plain.explain(user), aligned.explain(user)
+    assert x.against >= 0 and (y.segment, y.against) == (ids[x.segment], ids[x.against])
+    other = next(s for s in range(4) if s != x.segment)
+    assert aligned.explain(user, against=int(ids[other])).against == ids[other]
+    with pytest.raises(SegmenterError, match=r"--against: segment 0 does not exist"):
+        aligned.explain(user, against=0)

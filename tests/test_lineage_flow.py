@@ -125,6 +125,20 @@ def test_drift_cli_exit_codes(first_run: tuple[Segmenter, Path], workdir: Path) 
     assert run_cli(drift.build_parser(), drift.main, [*base, *same[:2], "--json", "x.txt"]) == 2
 
 
+def test_drift_json_never_writes_into_the_run_it_reads(
+    first_run: tuple[Segmenter, Path], workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run = first_run
+    base = ["--model", str(run / "model"), "--cache", str(workdir / "cache"), "--quiet",
+            "--input", str(workdir / "same.parquet")]  # fmt: skip
+    for target in (run / "run.json", run / "model" / "segmenter.json"):
+        before = target.read_bytes()
+        assert run_cli(drift.build_parser(), drift.main, [*base, "--json", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--json" in err[0] and "never written over" in err[0]
+        assert target.read_bytes() == before
+
+
 def test_refresh_skips_a_stable_period_and_refits_a_changed_one(
     first_run: tuple[Segmenter, Path], workdir: Path
 ) -> None:

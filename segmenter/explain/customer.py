@@ -132,6 +132,23 @@ class Explainer:
             out.append(self.index_[str(u)])
         return np.asarray(out, dtype=np.int64)
 
+    def _id(self, label: int) -> int:
+        """The segment id the run shows for a fitted label (stable ids of
+        :mod:`segmenter.lineage` when the run was aligned to a previous one)."""
+        ids = getattr(self.model, "segment_ids_", None)
+        return int(label) if ids is None or label < 0 else int(ids.ids_[label])
+
+    def _label(self, segment: int) -> int:
+        """The fitted label of a segment id the run shows (``--against``)."""
+        ids = getattr(self.model, "segment_ids_", None)
+        if ids is None:
+            return int(segment)
+        found = np.flatnonzero(ids.ids_ == segment)
+        if not len(found):
+            raise SegmenterError(f"--against: segment {segment} does not exist; allowed "
+                                 f"{sorted(int(i) for i in ids.ids_)}")  # fmt: skip
+        return int(found[0])
+
     def explain(self, user_id: str, *, against: int | None = None) -> Explanation:
         """Explain one customer (against segment ``against`` instead of its runner-up)."""
         return self.explain_rows(self.rows([user_id]), against=against)[0]
@@ -167,7 +184,7 @@ class Explainer:
         parts, effects = ev.occlusion(docs, margin, embed)
         d = decision["d"]
         taste = reducer.transform(vectors["full"])
-        alt = runner_up(model, d, against)
+        alt = runner_up(model, d, None if against is None else self._label(against))
         out = []
         for i in range(len(docs)):
             out.append(self._one(table[i], d, i, alt[i], taste[i : i + 1], parts[i], effects[i]))
@@ -215,8 +232,12 @@ class Explainer:
         ]
         document = str(row["document"][0])
         change = cf.counterfactual(model, row, taste) if len(edges) else None
+        if change is not None:  # segments as the run shows them (stable ids)
+            change = {**change, "target": self._id(change["target"]),
+                      "landed": self._id(change["landed"])}  # fmt: skip
         return Explanation(
-            user_id=str(row["user_id"][0]), segment=s, against=int(alt), margin_kind=kind,
+            user_id=str(row["user_id"][0]), segment=self._id(s), against=self._id(alt),
+            margin_kind=kind,
             margin=round(margin, 5), contributions=contrib, tier_contributions=tier_contrib,
             evidence=evidence, masked_document=ev.masked(document, top), document=document,
             counterfactual=change, names=self.names_,

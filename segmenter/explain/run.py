@@ -46,6 +46,9 @@ def segment_definitions(explainer: Explainer, *, seed: int = 0) -> Surrogates:
     score = model.value_axis_.transform(customers)
     taste = model.text_reducer_.transform(model.embed(customers["document"].to_list()))
     labels, _, _ = model.clusterer_.predict(taste, score)
+    ids = getattr(model, "segment_ids_", None)
+    if ids is not None:  # the segment ids the run shows (stable ids of an aligned run)
+        labels = ids.map(labels)
     X, columns = readable_features(customers, score)
     return fit_surrogates(X, labels, columns, seed=seed)
 

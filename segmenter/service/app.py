@@ -214,7 +214,9 @@ def create_app(holder: ModelHolder, options: ServiceOptions | None = None) -> St
         data = parse_assign(body, max_customers=opts.max_customers, max_events=opts.max_events)
         placed = await batcher.submit(data)
         loaded = holder.current
-        reasons = opts.reasons(loaded.model, data, placed) if opts.reasons and loaded else {}
+        reasons = {}
+        if opts.reasons and loaded:  # on the model's thread, off the event loop
+            reasons = await batcher.call(opts.reasons, loaded.model, data, placed)
         customers = []
         for row in placed.select("user_id", *RESULT_COLUMNS).to_dicts():
             if row["user_id"] in reasons:

@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import polars as pl
 
 from segmenter.data import EventData
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,13 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self._task = self._executor = None
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the model's thread, after the model calls already queued there
+        (work that uses the model, such as explanations, never runs beside a placement)."""
+        if self._executor is None:
+            raise RuntimeError("MicroBatcher is not started; call start() first")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def submit(self, data: EventData) -> pl.DataFrame:
         """Place the customers of ``data``; their rows of the batch's assignments."""
