@@ -42,7 +42,9 @@ def explainer(run: Path) -> Explainer:
 
 @pytest.fixture(scope="module")
 def table(explainer: Explainer) -> pl.DataFrame:
-    return explain_all(explainer, batch_size=128)
+    # a seeded fifth of the customers: each one re-embeds every part of its document
+    ids = explainer.customers_["user_id"].sample(fraction=0.2, seed=0).to_list()
+    return explain_all(explainer, batch_size=128, user_ids=ids)
 
 
 def test_value_contributions_sum_to_the_margin(explainer: Explainer) -> None:
@@ -64,7 +66,7 @@ def test_value_contributions_sum_to_the_margin(explainer: Explainer) -> None:
 def test_explanations_agree_with_the_model(run: Path, table: pl.DataFrame) -> None:
     assigned = pl.read_parquet(run / "assignments.parquet").select("user_id", "segment")
     joined = assigned.join(table, on="user_id", suffix="_explained")
-    assert len(joined) == len(assigned)
+    assert len(joined) == len(table) >= 50
     assert (joined["segment"] == joined["segment_explained"]).all()
     assert (table["margin"] >= 0).all()
     assert np.mean(table["evidence"].list.len().to_numpy() > 0) > 0.9
