@@ -166,6 +166,14 @@ def test_bad_block_is_one_line_error(local_ray: None, tmp_path: Path) -> None:
         (["--engine", "ray", "--ray-address", "127.0.0.1:1"], "--ray-address: cannot connect"),
         (["--ray-actors", "3"], "--ray-actors needs --engine ray"),
         (["--engine", "ray", "--ray-actors", "0"], "--ray-actors: 0 should be >= 1"),
+        # what only the local engine carries out is refused, never silently skipped
+        (
+            ["--engine", "ray", "--input", "postgresql://u:secret@h/db", "--table", "events"],
+            "--input: a database is not read by --engine ray yet",
+        ),
+        (["--engine", "ray", "--dedupe"], "--dedupe: not available with --engine ray yet"),
+        (["--engine", "ray", "--as-of", "2024-01-01"], "--as-of: not available with --engine ray"),
+        (["--engine", "ray", "--previous", "runs/x"], "--previous: not available with --engine"),
     ],
 )
 def test_bad_ray_options_exit_2_with_one_line(
