@@ -77,19 +77,8 @@ def load_from_args(args: argparse.Namespace) -> EventData:
     users, items, source = args.users, args.items, args.input
     table, query = getattr(args, "table", None), getattr(args, "query", None)
     as_of = parse_as_of(args.as_of) if args.as_of else None
-    if is_database(source):
-        frame = read_database(str(source), table=table, query=query)
-        data = load_events(
-            frame,
-            users=users,
-            items=items,
-            columns=parse_columns(args.columns),
-            preset=args.preset,
-            drop_invalid=args.drop_invalid,
-        )
-        data.source = redact(str(source))
-        return check_events(data, as_of=as_of, dedupe=args.dedupe)
-    if table is not None or query is not None:
+    database = is_database(source)
+    if not database and (table is not None or query is not None):
         flag = "--table" if table is not None else "--query"
         raise SegmenterError(
             f"{flag} needs a database --input (postgresql://... or a .duckdb file); got "
@@ -100,13 +89,15 @@ def load_from_args(args: argparse.Namespace) -> EventData:
         users = users or SAMPLE_DATA / "users.parquet"
         items = items or SAMPLE_DATA / "items.parquet"
     data = load_events(
-        source,
+        read_database(str(source), table=table, query=query) if database else source,
         users=users,
         items=items,
         columns=parse_columns(args.columns),
         preset=args.preset,
         drop_invalid=args.drop_invalid,
     )
+    if database:
+        data.source = redact(str(source))  # never the password
     return check_events(data, as_of=as_of, dedupe=args.dedupe)
 
 
