@@ -19,6 +19,14 @@ from pathlib import Path
 USER, PASSWORD, DATABASE = "segmenter", "pw-s3cret", "shop"
 
 
+#: The events contract as a PostgreSQL table (tests and the serve benchmark load it).
+EVENTS_TABLE = (
+    "CREATE TABLE events (user_id TEXT, timestamp TIMESTAMP, event_type TEXT, order_id TEXT, "
+    "item_id TEXT, item_name TEXT, category TEXT, quantity DOUBLE PRECISION, amount DOUBLE "
+    "PRECISION, text TEXT, rating DOUBLE PRECISION, channel TEXT)"
+)
+
+
 def postgres_bin() -> Path | None:
     """The folder of ``initdb`` and ``pg_ctl``, or ``None`` when PostgreSQL is not installed."""
     candidates = [os.environ.get("SEGMENTER_TEST_POSTGRES")]

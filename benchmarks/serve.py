@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.context import REPO_ROOT, BenchContext
-from benchmarks.postgres import postgres_bin, temporary_server
+from benchmarks.postgres import EVENTS_TABLE, postgres_bin, temporary_server
 from segmenter.config import SegmenterConfig
 from segmenter.data import load_events
 from segmenter.model import Segmenter
@@ -322,12 +322,7 @@ def run_databases(ctx: BenchContext, *, rows: int, exported: int) -> dict[str, A
     with tempfile.TemporaryDirectory() as tmp, temporary_server(bin_dir) as uri:
         events.write_parquet(f"{tmp}/events.parquet")
         with psycopg.connect(uri) as con, con.cursor() as cur:
-            cur.execute(
-                "CREATE TABLE events (user_id TEXT, timestamp TIMESTAMP, event_type TEXT, "
-                "order_id TEXT, item_id TEXT, item_name TEXT, category TEXT, quantity DOUBLE "
-                "PRECISION, amount DOUBLE PRECISION, text TEXT, rating DOUBLE PRECISION, "
-                "channel TEXT)"
-            )
+            cur.execute(EVENTS_TABLE)
             with cur.copy("COPY events FROM STDIN (FORMAT csv, HEADER)") as copy:
                 copy.write(events.write_csv())
         baseline = _read_in_child("none", "")

@@ -13,7 +13,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from benchmarks.postgres import PASSWORD, postgres_bin, temporary_server
+from benchmarks.postgres import EVENTS_TABLE, PASSWORD, postgres_bin, temporary_server
 from pipelines import assign
 from pipelines._cli import load_from_args
 from segmenter import sources
@@ -150,12 +150,7 @@ def postgres(small_tables: dict[str, pl.DataFrame]) -> Iterator[str]:
         )
     with temporary_server(bin_dir) as uri:
         with psycopg.connect(uri) as con, con.cursor() as cur:
-            cur.execute(
-                "CREATE TABLE events (user_id TEXT, timestamp TIMESTAMP, event_type TEXT, "
-                "order_id TEXT, item_id TEXT, item_name TEXT, category TEXT, quantity DOUBLE "
-                "PRECISION, amount DOUBLE PRECISION, text TEXT, rating DOUBLE PRECISION, "
-                "channel TEXT)"
-            )
+            cur.execute(EVENTS_TABLE)
             with cur.copy("COPY events FROM STDIN") as copy:
                 for row in small_tables["events"].iter_rows():
                     copy.write_row(row)
