@@ -260,6 +260,20 @@ def _compact(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)[:4000]
 
 
+def section_renderers() -> dict[str, Any]:
+    """The Markdown of each section a run may hold alone (``--section``), in report order."""
+    from benchmarks.ray_scale import render_ray_scale
+
+    return {
+        "speed": render_speed,
+        "latency": render_latency,
+        "lineage": render_lineage,
+        "explain": render_explain,
+        "serve": render_serve,
+        "ray_scale": render_ray_scale,
+    }
+
+
 def render(result: dict[str, Any]) -> str:
     """The Markdown section of one suite (between its markers).
 
@@ -275,20 +289,9 @@ def render(result: dict[str, Any]) -> str:
     lines += render_machine(result)
     if result.get("only"):  # a run of some sections: only their tables
         lines += render_balance(sec.get("balance"))
-        if "speed" in sec:
-            lines += render_speed(sec["speed"])
-        if "latency" in sec:
-            lines += render_latency(sec["latency"])
-        if "lineage" in sec:
-            lines += render_lineage(sec["lineage"])
-        if "explain" in sec:
-            lines += render_explain(sec["explain"])
-        if "serve" in sec:
-            lines += render_serve(sec["serve"])
-        if "ray_scale" in sec:
-            from benchmarks.ray_scale import render_ray_scale
-
-            lines += render_ray_scale(sec["ray_scale"])
+        for section, render_section in section_renderers().items():
+            if section in sec:
+                lines += render_section(sec[section])
         return "\n".join([*lines, end_marker(name)]) + "\n"
     lines += render_retail(sec.get("retail"))
     lines += render_recovery(sec.get("planted"), sec.get("banking77"))
