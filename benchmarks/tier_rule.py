@@ -43,8 +43,9 @@ def tier_curve(model: Segmenter, order: np.ndarray, score_fn: Any, seed: int) ->
     nan = float("nan")
     for t in range(1, model.k_ + 1):
         clusterer = TieredClusterer(
-            model.k_, n_tiers=t, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=seed
-        )
+            model.k_, n_tiers=t, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=seed,
+            stable=True,
+        )  # fmt: skip
         try:
             labels = clusterer.fit(taste, score, weights).labels_
         except SegmenterError:  # e.g. taste alone cannot split identical documents

@@ -184,16 +184,22 @@ def fit_tiers(
     else:
         n_tiers, chosen_by = min(int(cfg.value_tiers), k), "user"
     clusterer = TieredClusterer(
-        k, n_tiers=n_tiers, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed
-    ).fit(taste, score, weights)
-    balance = {"n_tiers": n_tiers, "chosen_by": chosen_by, "curve": _clean(curve)}
+        k, n_tiers=n_tiers, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed,
+        stable=True,
+    ).fit(taste, score, weights)  # fmt: skip
+    balance = {
+        "n_tiers": n_tiers,
+        "chosen_by": chosen_by,
+        "curve": _clean(curve),
+        "consensus": bool(clusterer.consensus_),
+    }
     return clusterer, balance
 
 
 def taste_groups(taste: np.ndarray, k: int, cfg: SegmenterConfig) -> KMeansClusterer:
     """k-means on the taste space alone: the ``taste_group`` column."""
     return KMeansClusterer(
-        k, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed
+        k, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed, stable=True
     ).fit(taste)
 
 

@@ -73,6 +73,7 @@ def kmeans_centroids(
     n_iter: int = 50,
     random_state: int = 0,
     gpu: bool = False,
+    init: np.ndarray | None = None,
 ) -> np.ndarray:
     """Centres of (weighted) k-means++ with ``n_restarts`` runs, the lowest objective kept.
 
@@ -85,6 +86,8 @@ def kmeans_centroids(
     k : int
     weights : ndarray of shape (n_points,), optional
         Non-negative weight of each point in the objective.
+    init : ndarray of shape (k, dims), optional
+        Start one run from these centres instead (``n_restarts`` is then ignored).
 
     Returns
     -------
@@ -94,8 +97,9 @@ def kmeans_centroids(
 
     X = np.ascontiguousarray(X, dtype=np.float32)
     w = None if weights is None else np.ascontiguousarray(weights, np.float32)
-    init = None
-    if n_restarts > 1 and len(X) > RESTART_SAMPLE:
+    if init is not None:
+        init, n_restarts = np.ascontiguousarray(init, dtype=np.float32), 1
+    elif n_restarts > 1 and len(X) > RESTART_SAMPLE:
         rng = np.random.default_rng(random_state)
         idx = np.sort(rng.choice(len(X), size=RESTART_SAMPLE, replace=False))
         init = kmeans_centroids(
@@ -136,6 +140,9 @@ class KMeansClusterer:
         Seed of the initialization.
     gpu : bool or None
         Use a GPU index; ``None`` = when faiss has GPUs.
+    stable : bool
+        Check the restarts against a second seeded set and take a consensus where they
+        disagree (:func:`segmenter.cluster.consensus.stable_centroids`; CPU only).
     """
 
     def __init__(
@@ -146,12 +153,14 @@ class KMeansClusterer:
         n_iter: int = 50,
         random_state: int = 0,
         gpu: bool | None = None,
+        stable: bool = False,
     ) -> None:
         self.k = k
         self.n_restarts = n_restarts
         self.n_iter = n_iter
         self.random_state = random_state
         self.gpu = gpu
+        self.stable = stable
 
     def fit(self, X: np.ndarray) -> KMeansClusterer:
 
@@ -163,10 +172,19 @@ class KMeansClusterer:
         at_least("n_iter", self.n_iter, 1)
         gpu = faiss_has_gpu() if self.gpu is None else self.gpu
         X = np.ascontiguousarray(X, dtype=np.float32)
-        centroids = kmeans_centroids(
-            X, int(self.k),
-            n_restarts=self.n_restarts, n_iter=self.n_iter, random_state=self.random_state, gpu=gpu,
-        )  # fmt: skip
+        self.consensus_ = False
+        if self.stable and not gpu:
+            from segmenter.cluster.consensus import stable_centroids
+
+            centroids, self.consensus_ = stable_centroids(
+                X, int(self.k),
+                n_restarts=self.n_restarts, n_iter=self.n_iter, random_state=self.random_state,
+            )  # fmt: skip
+        else:
+            centroids = kmeans_centroids(
+                X, int(self.k), n_restarts=self.n_restarts, n_iter=self.n_iter,
+                random_state=self.random_state, gpu=gpu,
+            )  # fmt: skip
         self.gpu_ = bool(gpu)
         self.cluster_centers_ = _canonical_order(centroids, X)
         dist, idx = nearest(X, self.cluster_centers_, 2)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from segmenter.cluster.consensus import labels_of, stable_centroids
 from segmenter.cluster.kmeans import kmeans_centroids, margin_confidence, nearest
 from segmenter.errors import SegmenterError
 
@@ -75,7 +76,8 @@ def split_within(
     n_restarts: int = 10,
     n_iter: int = 50,
     random_state: int = 0,
-) -> np.ndarray:
+    stable: bool = False,
+) -> tuple[np.ndarray, bool]:
     """Split each of the groups (0..g-1) by weighted k-means on ``X``, ``k`` segments in all.
 
     Each group gets one segment, then each further segment goes to the group whose weighted
@@ -91,11 +93,16 @@ def split_within(
         Non-negative weight of each customer in the spread.
     k : int
         Final number of segments (>= the number of groups).
+    stable : bool
+        Split each group's final count with :func:`~segmenter.cluster.consensus.stable_centroids`
+        (a consensus where the seed would decide).
 
     Returns
     -------
-    ndarray of shape (n_users,)
+    labels : ndarray of shape (n_users,)
         Segment of each customer; ids are dense but not ordered.
+    consensus : bool
+        Whether any group's split came from a consensus.
     """
     groups = np.asarray(groups, dtype=np.int64)
     ids = np.unique(groups)
@@ -130,11 +137,19 @@ def split_within(
             raise SegmenterError(f"cannot split into k={k} segments: too few distinct customers")
         count[best] += 1
     out = np.empty(len(X), dtype=np.int64)
-    start = 0
+    start, voted = 0, False
     for g in ids:
-        out[members[g]] = start + fit(g, count[g])[1]
+        labels = fit(g, count[g])[1]
+        if stable and count[g] > 1:
+            m = members[g]
+            centres, used = stable_centroids(
+                X[m], count[g], weights[m],
+                n_restarts=n_restarts, n_iter=n_iter, random_state=random_state,
+            )  # fmt: skip
+            labels, voted = labels_of(X[m], centres), voted or used
+        out[members[g]] = start + labels
         start += count[g]
-    return out
+    return out, voted
 
 
 def within_tier_distances(
@@ -181,6 +196,9 @@ class TieredClusterer:
     n_restarts, n_iter : int
         Of each weighted 2-means split.
     random_state : int
+    stable : bool
+        Make the final split of each tier with a consensus where two sets of restarts
+        disagree (see :mod:`segmenter.cluster.consensus`).
 
     Attributes
     ----------
@@ -192,6 +210,8 @@ class TieredClusterer:
         The tier each segment lies in.
     labels_ : ndarray of shape (n_users,)
         Segments of the training customers, numbered by size (largest = 0).
+    consensus_ : bool
+        Whether a consensus made any tier's split.
     """
 
     def __init__(
@@ -202,12 +222,14 @@ class TieredClusterer:
         n_restarts: int = 10,
         n_iter: int = 50,
         random_state: int = 0,
+        stable: bool = False,
     ) -> None:
         self.k = k
         self.n_tiers = n_tiers
         self.n_restarts = n_restarts
         self.n_iter = n_iter
         self.random_state = random_state
+        self.stable = stable
 
     def fit(self, X: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None) -> Any:
         """Fit on the taste space ``X`` (n_users, dims) and the value ``score`` (n_users,)."""
@@ -222,9 +244,9 @@ class TieredClusterer:
         X = np.ascontiguousarray(X, dtype=np.float32)
         self.edges_ = tier_edges(score, self.n_tiers)
         tiers = assign_tiers(score, self.edges_)
-        labels = split_within(
-            X, tiers, w, self.k,
-            n_restarts=self.n_restarts, n_iter=self.n_iter, random_state=self.random_state,
+        labels, self.consensus_ = split_within(
+            X, tiers, w, self.k, n_restarts=self.n_restarts, n_iter=self.n_iter,
+            random_state=self.random_state, stable=self.stable,
         )  # fmt: skip
         labels = refine_within(X, tiers, labels, w, n_iter=self.n_iter)
         # number segments by size (largest = 0), ties by tier then first member
