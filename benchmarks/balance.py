@@ -14,7 +14,9 @@ sample), seeds ``seed`` and ``seed + 1``, side by side in one run:
 Metrics (means over the two seeds): value = rank eta-squared of future net spend; taste =
 top-50 taste lift (both as in :mod:`benchmarks.retail`); B = min(value / RFM's value,
 taste / plain text's taste); ARI / NMI / Hungarian ACC against the truth (planted segments,
-intents); seed ARI between the two seeds; seconds per seed. When ``assignments_`` has
+intents); seed ARI between the two seeds; seconds per seed. ``ceiling``: the recovery of a
+classifier told the truth (:mod:`benchmarks.ceiling`), the most a segmentation of the same
+inputs could be expected to reach. When ``assignments_`` has
 ``value_tier`` / ``taste_group``, value tiers are scored against RFM + k-means and taste
 groups against plain text + k-means with the same number of groups.
 """
@@ -32,6 +34,7 @@ import numpy as np
 
 from benchmarks.balance_cases import Case, banking_cases, retail_case, shop_case
 from benchmarks.baselines import FUSION_WEIGHTS, fused, kmeans
+from benchmarks.ceiling import supervised_ceiling
 from benchmarks.context import BenchContext
 from benchmarks.metrics import rank_eta_squared, recovery, stability, taste_lift
 from benchmarks.shop_shapes import SHAPES
@@ -220,6 +223,7 @@ def run_case(case: Case, ctx: BenchContext, weights: Sequence[float]) -> dict[st
     for name in ("ours", "rfm", "plain"):
         if name in labels:
             systems[name] = summarize(case, labels[name], timings[name])
+    attempt("ceiling", lambda: systems.update(ceiling_of(case, emb, ctx.seed)))
     result: dict[str, Any] = {
         "kind": case.kind,
         "k": case.k,
@@ -240,6 +244,15 @@ def run_case(case: Case, ctx: BenchContext, weights: Sequence[float]) -> dict[st
         result["tier_curve"] = curves["ours"]
     result["targets"] = targets(result)
     return result
+
+
+def ceiling_of(case: Case, emb: np.ndarray | None, seed: int) -> dict[str, Any]:
+    """``{"ceiling": ...}`` (:func:`benchmarks.ceiling.supervised_ceiling`) or nothing."""
+    start = time.perf_counter()
+    found = supervised_ceiling(case, emb, seed)
+    if found is None:
+        return {}
+    return {"ceiling": {**found, "seconds": time.perf_counter() - start}}
 
 
 def timed(
@@ -335,6 +348,8 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out["seed ARI >= 0.95"] = _check(ours["seed_ari"], TARGET_ARI)
     if kind != "text" and "ari" in ours:
         out["planted ARI >= 0.95"] = _check(ours["ari"], TARGET_ARI)
+        if "ceiling" in s:
+            out["planted ARI >= 0.95"]["ceiling"] = s["ceiling"]["ari"]
     for column, axis in result["axes"].items():
         out[f"{column} >= 95% of its specialist"] = _check(axis["share"], TARGET_SHARE)
     return out

@@ -7,7 +7,12 @@ from typing import Any
 from benchmarks.tables import f, skipped_note, table
 from benchmarks.tier_rule import render_rule
 
-SYSTEMS = {"ours": "ours (default)", "rfm": "RFM + k-means", "plain": "plain text + k-means"}
+SYSTEMS = {
+    "ours": "ours (default)",
+    "rfm": "RFM + k-means",
+    "plain": "plain text + k-means",
+    "ceiling": "ceiling: a classifier told the truth",
+}
 KINDS = {
     "items": "behaviour + items",
     "no_items": "behaviour, no item information",
@@ -30,6 +35,11 @@ def _row(case: str, system: str, m: dict[str, Any], b: float | None) -> list[str
     ]
 
 
+def _verdict(target: str, v: dict[str, Any]) -> str:
+    ceiling = f"; the ceiling is {f(v['ceiling'], 2)}" if "ceiling" in v else ""
+    return f"{target}: {'met' if v['met'] else 'not met'} ({f(v['value'], 2)}{ceiling})"
+
+
 def render_balance(s: dict[str, Any] | None) -> list[str]:
     """One table of every case x system, the fusion sweeps, the axes and the targets."""
     if s is None:
@@ -44,7 +54,9 @@ def render_balance(s: dict[str, Any] | None) -> list[str]:
         "taste: top-50 lift; B = min(value / RFM's, taste / plain text's); ARI / ACC / NMI "
         "against the planted segments or intents; seconds per seed (shared embedding cache). "
         "Fusion = [plain-text embedding | w × standardized RFM] + KMeans(n_init=10), w chosen "
-        "in hindsight by B.",
+        "in hindsight by B. Ceiling: out-of-fold predictions of a logistic regression told the "
+        "truth, on the behaviour features and the plain-text embedding (5 folds): the most of "
+        "the truth the inputs hold for any segmentation.",
         "",
     ]
     rows, sweeps, checks = [], [], []
@@ -77,8 +89,7 @@ def render_balance(s: dict[str, Any] | None) -> list[str]:
                     "-",
                 ]
             )
-        met = [f"{t}: {'met' if v['met'] else 'not met'} ({f(v['value'], 2)})" for t, v in
-               c["targets"].items()]  # fmt: skip
+        met = [_verdict(t, v) for t, v in c["targets"].items()]
         checks.append(f"- **{name}** ({c['note']}): " + "; ".join(met))
     out += table(
         [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from benchmarks.balance import (
     score_axes,
     targets,
 )
-from benchmarks.balance_cases import shop_case
+from benchmarks.balance_cases import Case, shop_case
 from benchmarks.baselines import item_key, plain_texts, rfm_matrix
+from benchmarks.ceiling import supervised_ceiling
 from benchmarks.context import SIZES, BenchCache, BenchContext, machine
 from benchmarks.markdown import render
 from benchmarks.metrics import taste_lift
@@ -230,12 +232,17 @@ def test_balance_section_smoke(tmp_path: Path) -> None:
     assert set(cases) == {"retail", "grocery", "amounts_only", "sparse", *text}
     for name in ("retail", "grocery", "sparse"):
         c = cases[name]
-        assert set(c["systems"]) == {"ours", "rfm", "plain"} and not c["notes"]
+        # the ceiling needs two customers of every planted group (not so in the tiny grocery)
+        assert set(c["systems"]) - {"ceiling"} == {"ours", "rfm", "plain"} and not c["notes"]
+        if name != "grocery":
+            assert -1 <= c["systems"]["ceiling"]["ari"] <= 1
+            planted = c["targets"]["planted ARI >= 0.95"]
+            assert planted["ceiling"] == c["systems"]["ceiling"]["ari"]
         assert 0 <= c["systems"]["ours"]["value"] <= 1 and c["systems"]["plain"]["taste"] > 0
         assert [r["weight"] for r in c["fusion"]["rows"]] == [0.1, 0.5]
         assert c["fusion"]["best"]["B"] == max(r["B"] for r in c["fusion"]["rows"])
         assert {"B >= 0.90", "seed ARI >= 0.95", "planted ARI >= 0.95"} <= set(c["targets"])
-    assert set(cases["amounts_only"]["systems"]) == {"ours", "rfm"}
+    assert set(cases["amounts_only"]["systems"]) == {"ours", "rfm", "ceiling"}
     assert "value >= 95% of RFM" in cases["amounts_only"]["targets"]
     if text:
         eight = cases["banking77_8_intents"]
@@ -258,6 +265,18 @@ def test_balance_section_smoke(tmp_path: Path) -> None:
     for row in loo.values():
         assert row["best_B"] >= max(row["rule_B"], row["constant_B"]) - 1e-9
     assert "constant from the other cases" in text
+    assert "| ceiling: a classifier told the truth |" in text and "the ceiling is" in text
+
+
+@pytest.mark.parametrize(("signal", "low", "high"), [(5.0, 0.9, 1.0), (0.0, -0.1, 0.1)])
+def test_ceiling_is_what_the_inputs_hold(signal: float, low: float, high: float) -> None:
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 50)
+    emb = np.eye(4)[truth] * signal + rng.normal(size=(200, 4))
+    case = Case("t", "text", 4, None, [str(i) for i in range(200)], None, truth, None, None, "")  # type: ignore[arg-type]
+    found = supervised_ceiling(case, emb, seed=0)
+    assert found is not None and low <= found["ari"] <= high
+    assert supervised_ceiling(replace(case, truth=None), emb, seed=0) is None
 
 
 def test_cli_rejects_an_unknown_section(capsys: pytest.CaptureFixture[str]) -> None:
