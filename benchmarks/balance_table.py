@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.tables import f, skipped_note, table
-from benchmarks.tier_rule import render_rule
+from benchmarks.tier_rule import render_rule, render_tradeoff
 
 SYSTEMS = {
     "ours": "ours (default)",
@@ -110,5 +110,6 @@ def render_balance(s: dict[str, Any] | None) -> list[str]:
         out += ["Simple fusion sweep, value η² / taste lift for each w:", ""]
         out += table(["case", *(f"w = {w}" for w in s["weights"])], sweeps)
     out += render_rule(s.get("leave_one_out"))
+    out += render_tradeoff(s["cases"])
     out += ["Targets (ours):", "", *checks, ""]
     return out

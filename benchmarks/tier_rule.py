@@ -49,10 +49,17 @@ def tier_curve(model: Segmenter, order: np.ndarray, score_fn: Any, seed: int) ->
         try:
             labels = clusterer.fit(taste, score, weights).labels_
         except SegmenterError:  # e.g. taste alone cannot split identical documents
-            rows.append({"n_tiers": t, "value": nan, "taste": nan})
+            rows.append({"n_tiers": t, "value": nan, "taste": nan, "ari": None})
             continue
         scored = score_fn(labels[order])
-        rows.append({"n_tiers": t, "value": scored.get("value"), "taste": scored.get("taste")})
+        rows.append(
+            {
+                "n_tiers": t,
+                "value": scored.get("value"),
+                "taste": scored.get("taste"),
+                "ari": scored.get("ari"),  # against the planted truth, where there is one
+            }
+        )
     return {"chosen": int(model.balance_["n_tiers"]), "rows": rows}
 
 
@@ -121,3 +128,27 @@ def render_rule(loo: dict[str, Any] | None) -> list[str]:
         rows,
     )
     return out
+
+
+def render_tradeoff(cases: dict[str, Any]) -> list[str]:
+    """B and planted ARI of every tier count: where one partition of k cannot hold the value
+    axis, the taste axis and the planted groups at once, the curve shows what each choice
+    gives up."""
+    curves = {n: c["tier_curve"] for n, c in cases.items() if c.get("tier_curve", {}).get("rows")}
+    if not curves:
+        return []
+    k = max(len(c["rows"]) for c in curves.values())
+    rows = []
+    for name, curve in curves.items():
+        cells = []
+        for r in curve["rows"]:
+            ari = f" ({f(r['ari'], 2)})" if r.get("ari") is not None else ""
+            mark = "**" if r["n_tiers"] == curve["chosen"] else ""
+            cells.append(f"{mark}{f(r.get('B'), 2)}{ari}{mark}")
+        rows.append([name, *cells, *["-"] * (k - len(cells))])
+    return [
+        "B (and planted ARI, where there is a truth) of every tier count t, seed 0; the rule's "
+        "choice in bold:",
+        "",
+        *table(["case", *(f"t = {t}" for t in range(1, k + 1))], rows),
+    ]
