@@ -379,6 +379,9 @@ def test_value_and_taste_says_who_chose_and_when_k_cannot_hold_both(
         "(chosen by you: --value-tiers 2).</p>" in section
     )
     assert "<svg" not in section and 'class="callout"' not in section  # no curve to draw
+    assert "consensus of many k-means runs" not in section
+    voted = _with_balance(run_dir, tmp_path / "voted", n_tiers=2, chosen_by="user", consensus=True)
+    assert "the segments are the consensus of many k-means runs" in _section(build_report(voted))
     curve = [
         {"n_tiers": t, "value": 0.2 * t, "taste": 1.0 - 0.15 * (t - 1), "balance": 0.0}
         for t in range(1, 6)

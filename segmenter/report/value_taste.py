@@ -58,6 +58,7 @@ def value_taste(
     return {
         "sentence": built_sentence(k, n_tiers, str(balance.get("chosen_by")), curve),
         "kept": _kept(curve, n_tiers),
+        "consensus": CONSENSUS if balance.get("consensus") else None,
         "verdict": verdict(k, curve),
         "hints": (VALUE_HINT, TASTE_HINT),
         "keep": f"{KEEP:.0%}",
@@ -65,6 +66,12 @@ def value_taste(
         "by_segment": _by_segment(axes, segments),
         "crossing": _crossing(axes, segments),
     }
+
+
+CONSENSUS = (
+    "Several splits by taste fit your customers almost equally well, so the segments are the "
+    "consensus of many k-means runs: another seed gives the same segments."
+)
 
 
 def built_sentence(k: int, n_tiers: int, chosen_by: str, curve: list[dict[str, Any]]) -> str:
