@@ -56,6 +56,13 @@ def stable_centroids(
 ) -> tuple[np.ndarray, bool]:
     """Centres of weighted k-means that do not hinge on the seed.
 
+    The restarts run in two seeded halves. When the halves' best partitions agree (ARI >=
+    :data:`STABLE_ARI`) the better one is kept. Otherwise a consensus of
+    :data:`CONSENSUS_RUNS` single runs is taken, but only when it is itself steadier than the
+    restarts: its two halves of runs must agree with each other better than the two sets of
+    restarts did (where groups have no clear borders at a small k, the cut of the
+    co-association tree can move more than k-means does).
+
     Parameters
     ----------
     X : ndarray of shape (n_points, dims)
@@ -70,7 +77,7 @@ def stable_centroids(
     -------
     centres : ndarray of shape (k, dims), float32
     consensus : bool
-        Whether the halves disagreed and the consensus made the centres.
+        Whether the consensus made the centres.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     half = max(1, n_restarts // 2)
@@ -79,12 +86,17 @@ def stable_centroids(
         for seed in (random_state, random_state + 1)
     ]
     best = min(runs, key=lambda c: objective(X, c, weights))
-    if k < 2 or adjusted_rand_score(labels_of(X, runs[0]), labels_of(X, runs[1])) >= STABLE_ARI:
+    if k < 2:
         return best, False
-    consensus = consensus_centroids(X, k, weights, n_iter=n_iter, random_state=random_state)
-    if consensus is None:
+    restarts_agree = adjusted_rand_score(labels_of(X, runs[0]), labels_of(X, runs[1]))
+    if restarts_agree >= STABLE_ARI:
         return best, False
-    return consensus, True
+    found = consensus_centroids(X, k, weights, n_iter=n_iter, random_state=random_state)
+    if found is None or found[1] <= restarts_agree:
+        logger.debug("consensus (%.3f) no steadier than restarts (%.3f)",
+                     np.nan if found is None else found[1], restarts_agree)  # fmt: skip
+        return best, False
+    return found[0], True
 
 
 def consensus_centroids(
@@ -95,31 +107,51 @@ def consensus_centroids(
     n_runs: int = CONSENSUS_RUNS,
     n_iter: int = 50,
     random_state: int = 0,
-) -> np.ndarray | None:
-    """Centres from the co-association of ``n_runs`` single k-means runs (None when the
-    consensus holds fewer than ``k`` groups: every run put the same points together)."""
+) -> tuple[np.ndarray, float] | None:
+    """Centres from the co-association of ``n_runs`` single k-means runs, and how well the
+    consensus of the first half of the runs agrees with that of the second half (ARI on the
+    sampled points). None when a consensus holds fewer than ``k`` groups (every run put the
+    same points together)."""
     rng = np.random.default_rng(random_state)
     rows = np.arange(len(X))
     if len(X) > CONSENSUS_SAMPLE:
         rows = np.sort(rng.choice(len(X), size=CONSENSUS_SAMPLE, replace=False))
     Xs = X[rows]
     ws = None if weights is None else np.asarray(weights, dtype=np.float64)[rows]
-    seeds = rng.integers(0, 2**31 - 1, size=n_runs)
+    seeds = rng.integers(0, 2**31 - 1, size=max(2, n_runs))
     runs = [
-        kmeans_centroids(Xs, k, ws, n_restarts=1, n_iter=n_iter, random_state=int(s)) for s in seeds
+        labels_of(Xs, kmeans_centroids(Xs, k, ws, n_restarts=1, n_iter=n_iter, random_state=int(s)))
+        for s in seeds
     ]
-    columns = np.concatenate([labels_of(Xs, c) + r * k for r, c in enumerate(runs)])
-    n = len(Xs)
-    votes = csr_matrix(
-        (np.ones(n * n_runs, dtype=np.float32), (np.tile(np.arange(n), n_runs), columns)),
-        shape=(n, n_runs * k),
-    )
-    together = (votes @ votes.T).toarray() / n_runs
-    distance = 1.0 - together[np.triu_indices(n, 1)]
-    groups = fcluster(linkage(distance, method="average"), k, criterion="maxclust") - 1
-    if len(np.unique(groups)) < k:
+    half = len(runs) // 2
+    first, second = co_association(runs[:half], k), co_association(runs[half:], k)
+    both = (first * half + second * (len(runs) - half)) / len(runs)
+    groups = [cut(m, k) for m in (first, second, both)]
+    if any(g is None for g in groups):
         return None
-    w = np.ones(n) if ws is None else ws + 1e-12
-    init = np.stack([np.average(Xs[groups == g], axis=0, weights=w[groups == g]) for g in range(k)])
-    logger.debug("consensus of %d k-means runs on %d points, k=%d", n_runs, n, k)
-    return kmeans_centroids(X, k, weights, n_iter=n_iter, random_state=random_state, init=init)
+    final = groups[2]
+    assert final is not None and groups[0] is not None and groups[1] is not None
+    agree = float(adjusted_rand_score(groups[0], groups[1]))
+    w = np.ones(len(Xs)) if ws is None else ws + 1e-12
+    init = np.stack([np.average(Xs[final == g], axis=0, weights=w[final == g]) for g in range(k)])
+    logger.debug("consensus of %d k-means runs on %d points, k=%d", len(runs), len(Xs), k)
+    centres = kmeans_centroids(X, k, weights, n_iter=n_iter, random_state=random_state, init=init)
+    return centres, agree
+
+
+def co_association(runs: list[np.ndarray], k: int) -> np.ndarray:
+    """Share of the runs that put each pair of points in one group, (n, n) float32."""
+    n = len(runs[0])
+    columns = np.concatenate([labels + r * k for r, labels in enumerate(runs)])
+    votes = csr_matrix(
+        (np.ones(n * len(runs), dtype=np.float32), (np.tile(np.arange(n), len(runs)), columns)),
+        shape=(n, len(runs) * k),
+    )
+    return (votes @ votes.T).toarray() / len(runs)
+
+
+def cut(together: np.ndarray, k: int) -> np.ndarray | None:
+    """``k`` groups by average linkage on 1 - co-association (None when fewer come out)."""
+    distance = 1.0 - together[np.triu_indices(len(together), 1)]
+    groups = fcluster(linkage(distance, method="average"), k, criterion="maxclust") - 1
+    return groups if len(np.unique(groups)) == k else None
