@@ -125,7 +125,11 @@ def split_within(
         return fits[g, c]
 
     count = dict.fromkeys(ids, 1)
-    for _ in range(k - len(ids)):
+    if len(ids) == 1:  # one group takes every segment: no split to weigh against another
+        if k > len(np.unique(X, axis=0)):
+            raise SegmenterError(f"cannot split into k={k} segments: too few distinct customers")
+        count[ids[0]] = k
+    for _ in range(k - sum(count.values())):
         gains = {  # a local optimum with one more centre may spread more: still a candidate
             g: fit(g, count[g])[0] - fit(g, count[g] + 1)[0]
             if count[g] < len(np.unique(X[members[g]], axis=0))
