@@ -6,10 +6,12 @@ with the seed: two seeds agreed at ARI 0.63 on Banking77 at k = 77, and 300 rest
 raised that to 0.69 (BENCHMARKS.md, issue 13). :func:`stable_centroids` splits the restarts
 into two seeded halves; when their best partitions agree (ARI >= :data:`STABLE_ARI`, the
 agreement we promise between seeds) the better one is kept, so data with one clear optimum
-costs what it did. Otherwise many single k-means runs vote: two customers that the runs put
-together most often stay together (evidence accumulation: average linkage on the
-co-association of the runs, Fred & Jain 2005), and one weighted Lloyd run on every customer
-starts from the centres of that consensus.
+costs what it did. Halves that disagree run again with :data:`ESCALATE` times the restarts
+(a flat landscape with one best optimum: both then find it). Only where even that fails do
+many single k-means runs vote: two customers that the runs put together most often stay
+together (evidence accumulation: average linkage on the co-association of the runs, Fred &
+Jain 2005), and one weighted Lloyd run on every customer starts from the centres of that
+consensus, which is kept only when it is steadier than the restarts were.
 """
 
 from __future__ import annotations
