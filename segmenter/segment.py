@@ -27,7 +27,9 @@ from segmenter.balance import (
     sample_check,
     value_check,
 )
+from segmenter.checks import check_enough
 from segmenter.cluster import KMeansClusterer, select_k
+from segmenter.cluster.consensus import stable_centroids
 from segmenter.cluster.tiered import TieredClusterer
 from segmenter.config import SegmenterConfig
 from segmenter.documents import DocumentRecipe
@@ -197,10 +199,14 @@ def fit_tiers(
 
 
 def taste_groups(taste: np.ndarray, k: int, cfg: SegmenterConfig) -> KMeansClusterer:
-    """k-means on the taste space alone: the ``taste_group`` column."""
-    return KMeansClusterer(
-        k, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed, stable=True
-    ).fit(taste)
+    """k-means on the taste space alone: the ``taste_group`` column (seed-stable: see
+    :func:`~segmenter.cluster.consensus.stable_centroids`; ``consensus_`` says if it voted)."""
+    model = KMeansClusterer(k, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed)
+    check_enough(len(taste), k)
+    centres, voted = stable_centroids(
+        taste, k, n_restarts=cfg.n_restarts, n_iter=cfg.n_iter, random_state=cfg.seed
+    )
+    return model.adopt(taste, centres, consensus=voted)
 
 
 def _clean(curve: list[dict[str, float]]) -> list[dict[str, float | None]]:

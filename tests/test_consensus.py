@@ -9,6 +9,8 @@ from sklearn.metrics import adjusted_rand_score
 from segmenter.cluster.consensus import consensus_centroids, labels_of, stable_centroids
 from segmenter.cluster.kmeans import KMeansClusterer, kmeans_centroids
 from segmenter.cluster.tiered import TieredClusterer
+from segmenter.config import SegmenterConfig
+from segmenter.segment import taste_groups
 
 
 def blobs(k: int, n: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +62,13 @@ def test_too_few_distinct_points_falls_back() -> None:
 
 def test_clusterers_take_the_consensus(crowded: tuple[np.ndarray, np.ndarray]) -> None:
     X, _ = crowded
-    flat = [KMeansClusterer(30, n_restarts=10, random_state=s, stable=True).fit(X) for s in (0, 1)]
+    config = [SegmenterConfig(k=30, seed=s, n_restarts=10) for s in (0, 1)]
+    flat = [taste_groups(X, 30, cfg) for cfg in config]
     assert all(m.consensus_ for m in flat)
     assert adjusted_rand_score(flat[0].labels_, flat[1].labels_) >= 0.95
+    np.testing.assert_array_equal(flat[0].predict(X)[0], flat[0].labels_)
+    with pytest.raises(ValueError, match="centroids hold 3 rows, k=30"):
+        KMeansClusterer(30).adopt(X, X[:3])
     score = np.zeros(len(X))
     tiered = [
         TieredClusterer(30, n_tiers=1, n_restarts=10, random_state=s, stable=True).fit(X, score)

@@ -140,9 +140,6 @@ class KMeansClusterer:
         Seed of the initialization.
     gpu : bool or None
         Use a GPU index; ``None`` = when faiss has GPUs.
-    stable : bool
-        Check the restarts against a second seeded set and take a consensus where they
-        disagree (:func:`segmenter.cluster.consensus.stable_centroids`; CPU only).
     """
 
     def __init__(
@@ -153,14 +150,12 @@ class KMeansClusterer:
         n_iter: int = 50,
         random_state: int = 0,
         gpu: bool | None = None,
-        stable: bool = False,
     ) -> None:
         self.k = k
         self.n_restarts = n_restarts
         self.n_iter = n_iter
         self.random_state = random_state
         self.gpu = gpu
-        self.stable = stable
 
     def fit(self, X: np.ndarray) -> KMeansClusterer:
 
@@ -172,20 +167,22 @@ class KMeansClusterer:
         at_least("n_iter", self.n_iter, 1)
         gpu = faiss_has_gpu() if self.gpu is None else self.gpu
         X = np.ascontiguousarray(X, dtype=np.float32)
-        self.consensus_ = False
-        if self.stable and not gpu:
-            from segmenter.cluster.consensus import stable_centroids
+        centroids = kmeans_centroids(
+            X, int(self.k),
+            n_restarts=self.n_restarts, n_iter=self.n_iter, random_state=self.random_state, gpu=gpu,
+        )  # fmt: skip
+        return self.adopt(X, centroids, gpu=bool(gpu))
 
-            centroids, self.consensus_ = stable_centroids(
-                X, int(self.k),
-                n_restarts=self.n_restarts, n_iter=self.n_iter, random_state=self.random_state,
-            )  # fmt: skip
-        else:
-            centroids = kmeans_centroids(
-                X, int(self.k), n_restarts=self.n_restarts, n_iter=self.n_iter,
-                random_state=self.random_state, gpu=gpu,
-            )  # fmt: skip
-        self.gpu_ = bool(gpu)
+    def adopt(
+        self, X: np.ndarray, centroids: np.ndarray, *, gpu: bool = False, consensus: bool = False
+    ) -> KMeansClusterer:
+        """Take ``centroids`` (k, dims), found elsewhere (for example by
+        :func:`segmenter.cluster.consensus.stable_centroids`: ``consensus`` records whether
+        they came from its vote, as ``consensus_``), as the fit on ``X``."""
+        if len(centroids) != self.k:
+            raise ValueError(f"centroids hold {len(centroids)} rows, k={self.k}")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        self.gpu_, self.consensus_ = gpu, consensus
         self.cluster_centers_ = _canonical_order(centroids, X)
         dist, idx = nearest(X, self.cluster_centers_, 2)
         self.labels_ = idx[:, 0].astype(np.int64)
