@@ -87,6 +87,8 @@ def stable_centroids(
         Whether the consensus made the centres.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
+    if k < 2:  # one centre: nothing for a seed to decide
+        return kmeans_centroids(X, k, weights, n_iter=n_iter, random_state=random_state), False
     half = max(1, n_restarts // 2)
     restarts_agree = -1.0
     for each in (half, ESCALATE * half):  # more restarts find a reproducible optimum if any
@@ -95,15 +97,13 @@ def stable_centroids(
             for seed in (random_state, random_state + 1)
         ]
         best = min(runs, key=lambda c: objective(X, c, weights))
-        if k < 2:
-            return best, False
         restarts_agree = adjusted_rand_score(labels_of(X, runs[0]), labels_of(X, runs[1]))
         if restarts_agree >= STABLE_ARI:
             return best, False
-    found = consensus_centroids(X, k, weights, n_iter=n_iter, random_state=random_state)
-    if found is None or found[1] <= restarts_agree:
-        logger.debug("consensus (%.3f) no steadier than restarts (%.3f)",
-                     np.nan if found is None else found[1], restarts_agree)  # fmt: skip
+    found = consensus_centroids(
+        X, k, weights, n_iter=n_iter, random_state=random_state, must_beat=restarts_agree
+    )
+    if found is None:
         return best, False
     return found[0], True
 
@@ -116,11 +116,13 @@ def consensus_centroids(
     n_runs: int = CONSENSUS_RUNS,
     n_iter: int = 50,
     random_state: int = 0,
+    must_beat: float = -1.0,
 ) -> tuple[np.ndarray, float] | None:
     """Centres from the co-association of ``n_runs`` single k-means runs, and how well the
     consensus of the first half of the runs agrees with that of the second half (ARI on every
     point, each after the Lloyd run that the final centres get too). None when a consensus
-    holds fewer than ``k`` groups (every run put the same points together)."""
+    holds fewer than ``k`` groups (every run put the same points together), or when the two
+    halves agree no better than ``must_beat`` (then the consensus of all runs is not computed)."""
     rng = np.random.default_rng(random_state)
     rows = np.arange(len(X))
     if len(X) > CONSENSUS_SAMPLE:
@@ -134,23 +136,28 @@ def consensus_centroids(
     ]
     half = len(runs) // 2
     first, second = co_association(runs[:half], k), co_association(runs[half:], k)
-    both = (first * half + second * (len(runs) - half)) / len(runs)
     w = np.ones(len(Xs)) if ws is None else ws + 1e-12
-    centres = []
-    for together in (first, second, both):
+
+    def settled(together: np.ndarray) -> np.ndarray | None:
+        """The cut of ``together`` and one Lloyd run on every point from its centres."""
         groups = cut(together, k)
         if groups is None:
             return None
         init = np.stack([np.average(Xs[groups == g], axis=0, weights=w[groups == g])
                          for g in range(k)])  # fmt: skip
-        centres.append(
-            kmeans_centroids(X, k, weights, n_iter=n_iter, random_state=random_state, init=init)
-        )
+        return kmeans_centroids(X, k, weights, n_iter=n_iter, random_state=random_state, init=init)
+
+    halves = [settled(first), settled(second)]
+    if halves[0] is None or halves[1] is None:
+        return None
     # as the final centres will be used: each half's consensus after its Lloyd run, on all points
-    agree = float(adjusted_rand_score(labels_of(X, centres[0]), labels_of(X, centres[1])))
-    logger.debug("consensus of %d k-means runs on %d points, k=%d: halves agree %.3f",
-                 len(runs), len(Xs), k, agree)  # fmt: skip
-    return centres[2], agree
+    agree = float(adjusted_rand_score(labels_of(X, halves[0]), labels_of(X, halves[1])))
+    logger.debug("consensus of %d k-means runs on %d points, k=%d: halves agree %.3f "
+                 "(to beat: %.3f)", len(runs), len(Xs), k, agree, must_beat)  # fmt: skip
+    if agree <= must_beat:
+        return None
+    final = settled((first * half + second * (len(runs) - half)) / len(runs))
+    return None if final is None else (final, agree)
 
 
 def co_association(runs: list[np.ndarray], k: int) -> np.ndarray:
