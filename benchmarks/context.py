@@ -162,6 +162,8 @@ class BenchContext:
         Embedding cache for the quality sections (never for the speed section).
     progress : bool
         Progress bars.
+    customers : int or None
+        Customers of the sections measured at one size (``--customers``; None: the suite's).
     """
 
     suite: str
@@ -171,6 +173,7 @@ class BenchContext:
     encoder_spec: str = DEFAULT_ENCODER_SPEC
     cache: BenchCache | None = None
     progress: bool = False
+    customers: int | None = None
     _encoder: Encoder | None = field(default=None, repr=False)
 
     @property

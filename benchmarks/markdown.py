@@ -262,6 +262,7 @@ def _compact(obj: Any) -> str:
 
 def section_renderers() -> dict[str, Any]:
     """The Markdown of each section a run may hold alone (``--section``), in report order."""
+    from benchmarks.ray_driver import render_ray_driver
     from benchmarks.ray_scale import render_ray_scale
 
     return {
@@ -271,6 +272,7 @@ def section_renderers() -> dict[str, Any]:
         "explain": render_explain,
         "serve": render_serve,
         "ray_scale": render_ray_scale,
+        "ray_driver": render_ray_driver,
     }
 
 

@@ -21,6 +21,7 @@ from benchmarks.explain import run_explain
 from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.lineage import run_lineage
 from benchmarks.markdown import result_name
+from benchmarks.ray_driver import run_ray_driver
 from benchmarks.ray_scale import run_ray_scale
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
@@ -60,7 +61,9 @@ SECTIONS: dict[str, Section] = {
     # the HTTP service under load, batch throughput, PostgreSQL/DuckDB in and out (issue 18)
     "serve": lambda ctx, _: run_serve(ctx),
     # the Ray engine against the local engine (docs/scale.md)
-    "ray_scale": lambda ctx, _: run_ray_scale(ctx),
+    "ray_scale": lambda ctx, _: run_ray_scale(ctx, ctx.customers),
+    # the driver's memory at 100k and 1M customers (a tiny encoder: memory, not quality)
+    "ray_driver": lambda ctx, _: run_ray_driver(ctx),
 }
 
 

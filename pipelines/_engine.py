@@ -31,6 +31,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-blocks", type=int, default=None,
                    help="ray: blocks customers are hashed into (default 4 per actor)")  # fmt: skip
     g.add_argument("--ray-cpus", type=int, default=None, help="ray: CPUs of a local instance")
+    g.add_argument("--ray-cpus-per-actor", type=int, default=None,
+                   help="ray: CPUs (torch threads) of each encoder actor (default: the "
+                   "cluster's CPUs shared between the actors)")  # fmt: skip
 
 
 def uses_ray(args: argparse.Namespace) -> bool:
@@ -39,7 +42,8 @@ def uses_ray(args: argparse.Namespace) -> bool:
                  "--ray-gpus-per-actor": bool(args.ray_gpus_per_actor),
                  "--ray-fit-sample": args.ray_fit_sample != 200_000,
                  "--ray-blocks": args.ray_blocks is not None,
-                 "--ray-cpus": args.ray_cpus is not None}  # fmt: skip
+                 "--ray-cpus": args.ray_cpus is not None,
+                 "--ray-cpus-per-actor": args.ray_cpus_per_actor is not None}  # fmt: skip
     first = next((flag for flag, on in ray_flags.items() if on), None)
     if args.engine != "ray" and first:
         raise SegmenterError(f"{first} needs --engine ray")
@@ -79,6 +83,7 @@ def ray_options(args: argparse.Namespace) -> RayOptions:
     return RayOptions(
         address=args.ray_address, actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor,
         fit_sample=args.ray_fit_sample, blocks=args.ray_blocks, num_cpus=args.ray_cpus,
+        cpus_per_actor=args.ray_cpus_per_actor,
     ).validate()  # fmt: skip
 
 

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="'default' (packaged MiniLM) or module:callable returning an Encoder (tests)",
     )
+    p.add_argument(
+        "--customers",
+        type=int,
+        default=None,
+        help="customers of the sections measured at one size (ray_scale; default: the suite's)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars, only warnings")
     return p
 
@@ -96,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
             raise SegmenterError(f"--section: '{section}' is not one of {list(SECTIONS)}")
     if args.seed < 0:
         raise SegmenterError(f"--seed: {args.seed} should be >= 0")
+    if args.customers is not None and args.customers < 100:
+        raise SegmenterError(f"--customers: {args.customers} should be >= 100")
     out = Path(args.out) if args.out else DEFAULT_OUT
     if out.exists() and not out.is_dir():
         raise SegmenterError(f"--out: '{out}' exists and is a file; expected a folder")
@@ -107,6 +115,7 @@ def main(args: argparse.Namespace) -> int:
         encoder_spec=args.encoder,
         cache=cache,
         progress=not args.quiet,
+        customers=args.customers,
     )
     command = "python -m pipelines.benchmark " + shlex.join(sys.argv[1:])
     partial = out / f"{'-'.join([args.suite, *(args.section or [])])}.partial.json"

@@ -218,7 +218,13 @@ def sample_check(check: ValueCheck, n: int, seed: int) -> ValueCheck:
 
 
 def purchase_pairs(events: pl.DataFrame, customers: list[str]) -> np.ndarray:
-    """Distinct (customer row, item code) purchases, ndarray of shape (n_pairs, 2), int64."""
+    """Distinct (customer row, item code) purchases, ndarray of shape (n_pairs, 2), int64.
+
+    Sorted by customer row, then item; item codes are the items' ranks in sorted order. Both
+    depend on the events alone: :func:`heldout_hit_rate` holds out pairs by position and breaks
+    ties by code, so an order left to polars' threads (``unique``) or codes left to the
+    process's categorical cache could change the tier choice from one run to the next.
+    """
     key = next((c for c in ("item_id", "item_name", "category") if c in events.columns), None)
     if key is None:
         return np.empty((0, 2), dtype=np.int64)
@@ -228,7 +234,8 @@ def purchase_pairs(events: pl.DataFrame, customers: list[str]) -> np.ndarray:
         .select("user_id", pl.col(key).cast(pl.String).alias("_item"))
         .unique()
         .join(index, on="user_id", how="inner")
-        .with_columns(pl.col("_item").cast(pl.Categorical).to_physical().alias("_code"))
+        .with_columns((pl.col("_item").rank("dense") - 1).alias("_code"))
+        .sort("_row", "_code")
     )
     return np.column_stack([pairs["_row"].to_numpy(), pairs["_code"].to_numpy()]).astype(np.int64)
 

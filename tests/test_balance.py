@@ -233,7 +233,14 @@ def test_balance_section_smoke(tmp_path: Path) -> None:
     for name in ("retail", "grocery", "sparse"):
         c = cases[name]
         # the ceiling needs two customers of every planted group (not so in the tiny grocery)
-        assert set(c["systems"]) - {"ceiling"} == {"ours", "rfm", "plain"} and not c["notes"]
+        assert set(c["systems"]) - {"ceiling"} == {"ours", "rfm", "plain", "truth"}
+        assert not c["notes"]
+        # the planted segments scored as a segmentation: B against the same baselines
+        truth = c["systems"]["truth"]
+        assert truth["B"] == pytest.approx(
+            balanced(truth, c["systems"]["rfm"], c["systems"]["plain"])
+        )
+        assert c["targets"]["B >= 0.90"]["truth"] == truth["B"]
         if name != "grocery":
             assert -1 <= c["systems"]["ceiling"]["ari"] <= 1
             planted = c["targets"]["planted ARI >= 0.95"]
@@ -242,7 +249,8 @@ def test_balance_section_smoke(tmp_path: Path) -> None:
         assert [r["weight"] for r in c["fusion"]["rows"]] == [0.1, 0.5]
         assert c["fusion"]["best"]["B"] == max(r["B"] for r in c["fusion"]["rows"])
         assert {"B >= 0.90", "seed ARI >= 0.95", "planted ARI >= 0.95"} <= set(c["targets"])
-    assert set(cases["amounts_only"]["systems"]) == {"ours", "rfm", "ceiling"}
+    # no items: taste cannot be scored, so the truth has no B to give
+    assert set(cases["amounts_only"]["systems"]) == {"ours", "rfm", "ceiling", "truth"}
     assert "value >= 95% of RFM" in cases["amounts_only"]["targets"]
     if text:
         eight = cases["banking77_8_intents"]
@@ -266,6 +274,8 @@ def test_balance_section_smoke(tmp_path: Path) -> None:
         assert row["best_B"] >= max(row["rule_B"], row["constant_B"]) - 1e-9
     assert "constant from the other cases" in text
     assert "| ceiling: a classifier told the truth |" in text and "the ceiling is" in text
+    assert "| the planted segments themselves |" in text
+    assert "the planted segments themselves score" in text
 
 
 @pytest.mark.parametrize(("signal", "low", "high"), [(5.0, 0.9, 1.0), (0.0, -0.1, 0.1)])

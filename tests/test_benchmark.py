@@ -397,6 +397,7 @@ def test_smoke_suite_runs_every_section(
     [
         (["--suite", "huge"], "--suite: 'huge' is not one of"),
         (["--seed", "-1"], "--seed: -1 should be >= 0"),
+        (["--customers", "5"], "--customers: 5 should be >= 100"),
         (["--from-json", "missing.json"], "--from-json: 'missing.json' does not exist"),
         (["--out", "pyproject.toml"], "--out: 'pyproject.toml' exists and is a file"),
     ],

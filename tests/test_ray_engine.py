@@ -144,6 +144,33 @@ def test_a_sample_fit_places_every_customer(
     assert _agreement(local, placed.join(local, on="user_id", how="semi")) >= 0.995
 
 
+class _Threads:
+    """Actor: the torch threads it would encode with."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        return {"threads": np.full(len(batch["x"]), torch.get_num_threads())}
+
+
+@pytest.mark.parametrize(
+    ("actors", "per_actor", "threads"), [(1, None, 2), (2, None, 1), (1, 1, 1)]
+)
+def test_a_lone_actor_encodes_on_every_cpu(
+    local_ray: None, actors: int, per_actor: int | None, threads: int
+) -> None:
+    """Ray gives an actor one CPU (and one OpenMP thread) unless told otherwise: one encoder
+    actor on the 2-CPU instance must use both, as the local engine does."""
+    options = engine.RayOptions(actors=actors, cpus_per_actor=per_actor)
+    assert engine.actor_cpus(options) == threads
+    seen = (
+        ray.data.range(4)
+        .rename_columns({"id": "x"})
+        .map_batches(_Threads, batch_size=2, **engine.actor_args(options))
+    )
+    assert {row["threads"] for row in seen.take_all()} == {threads}
+
+
 def test_bad_block_is_one_line_error(local_ray: None, tmp_path: Path) -> None:
     events = generate(30, seed=2)["events"].with_columns(
         pl.when(pl.col("user_id") == pl.col("user_id").first())
@@ -166,6 +193,7 @@ def test_bad_block_is_one_line_error(local_ray: None, tmp_path: Path) -> None:
         (["--engine", "ray", "--ray-address", "127.0.0.1:1"], "--ray-address: cannot connect"),
         (["--ray-actors", "3"], "--ray-actors needs --engine ray"),
         (["--engine", "ray", "--ray-actors", "0"], "--ray-actors: 0 should be >= 1"),
+        (["--engine", "ray", "--ray-cpus-per-actor", "0"], "--ray-cpus-per-actor: 0 should be"),
         # what only the local engine carries out is refused, never silently skipped
         (
             ["--engine", "ray", "--input", "postgresql://u:secret@h/db", "--table", "events"],

@@ -283,6 +283,23 @@ def test_value_axis_orders_spenders_and_the_check_reads_later_spend() -> None:
     assert activity(features).min() >= 1
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_purchase_pairs_depend_on_the_events_alone(seed: int) -> None:
+    """The held-out half and the tie-breaks of the taste check read the pairs by position and
+    code: shuffled events, and strings the process met before, must give the same array."""
+    events = _events(30)
+    customers = sorted(set(events["user_id"]))
+    expected = purchase_pairs(events, customers)
+    # other strings first in this process's categorical cache, then the events in any order
+    pl.Series([f"item{i}" for i in range(40, 0, -3)], dtype=pl.Categorical).to_physical()
+    shuffled = events.sample(fraction=1.0, shuffle=True, seed=seed)
+    np.testing.assert_array_equal(purchase_pairs(shuffled, customers), expected)
+    assert (np.diff(expected[:, 0]) >= 0).all()  # by customer row, then item code
+    items = sorted(set(events["item_id"]))
+    assert expected[:, 1].max() == len(items) - 1
+
+
 def test_value_check_says_nothing_without_history() -> None:
     events = _events().with_columns(pl.lit(datetime(2024, 1, 1)).alias("timestamp"))
     customers = sorted(set(events["user_id"]))

@@ -9,7 +9,8 @@ The library functions are the local engine's; this module only maps them over bl
    actor, through :meth:`Segmenter.embed`, so pooling and the cache are the model's);
 3. fit a :class:`Segmenter` on the sample on the driver (its embeddings come from the cache);
 4. place every customer with :meth:`Segmenter.predict` in the actor pool (the sample keeps
-   the assignments of the fit) and stream them into ``assignments.parquet``.
+   the assignments of the fit) and stream them into ``assignments.parquet``; when the sample
+   is every customer, the fit's assignments are written as they are.
 
 The driver holds the sample, the fitted model and one block of assignments at a time, never
 all events. Importing this module imports Ray.
@@ -68,6 +69,11 @@ class RayOptions:
         Blocks the customers are hashed into (default: 4 per actor).
     num_cpus : int or None
         CPUs of a local instance (default: all).
+    cpus_per_actor : int or None
+        CPUs each encoder actor reserves; its torch uses as many threads (Ray sets
+        ``OMP_NUM_THREADS`` to it). Default: the cluster's CPUs shared between the actors, at
+        least 1, so that one actor on a 2-core machine encodes on both cores as the local
+        engine does (Ray's default of 1 CPU left a lone actor on one thread).
     """
 
     address: str | None = None
@@ -76,13 +82,16 @@ class RayOptions:
     fit_sample: int = 200_000
     blocks: int | None = None
     num_cpus: int | None = None
+    cpus_per_actor: int | None = None
 
     def validate(self) -> RayOptions:
         if self.address is not None and not _ADDRESS.match(self.address):
             raise SegmenterError(
                 f"--ray-address: '{self.address}' is not 'auto' or HOST:PORT of a Ray head node"
             )
-        for name, low in (("actors", 1), ("fit_sample", 3), ("blocks", 1), ("num_cpus", 1)):
+        lows = (("actors", 1), ("fit_sample", 3), ("blocks", 1), ("num_cpus", 1),
+                ("cpus_per_actor", 1))  # fmt: skip
+        for name, low in lows:
             value = getattr(self, name)
             if value is not None and value < low:
                 flag = "--ray-" + name.replace("_", "-")
@@ -342,9 +351,19 @@ def _model_files(model: Segmenter) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def _actor_args(options: RayOptions) -> dict[str, Any]:
+def actor_cpus(options: RayOptions) -> int:
+    """CPUs each encoder actor reserves (:attr:`RayOptions.cpus_per_actor`)."""
+    if options.cpus_per_actor is not None:
+        return options.cpus_per_actor
+    cluster = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, cluster // options.actors)
+
+
+def actor_args(options: RayOptions) -> dict[str, Any]:
+    """``map_batches`` arguments of an encoder actor pool: size, CPUs and GPUs per actor."""
     # Ray Data restarts a dead actor and retries its batch: a lost worker costs time only
     return {"compute": ray.data.ActorPoolStrategy(size=options.actors),
+            "num_cpus": actor_cpus(options),
             "num_gpus": options.gpus_per_actor or None}  # fmt: skip
 
 
@@ -358,7 +377,7 @@ def embed_in_actors(
     done = docs.map_batches(
         _Embedder, batch_format="pyarrow", batch_size=batch,
         fn_constructor_kwargs={"config": config, "cache_root": cache_root},
-        **_actor_args(options),
+        **actor_args(options),
     )  # fmt: skip
     with worker_errors():
         done.materialize()
@@ -375,7 +394,7 @@ def place(
               "fitted": (fitted if fitted is not None else empty).to_arrow()}  # fmt: skip
     return blocks.map_batches(
         _Placer, batch_format="pyarrow", batch_size=None, fn_constructor_kwargs=kwargs,
-        **_actor_args(options),
+        **actor_args(options),
     )  # fmt: skip
 
 
@@ -399,6 +418,14 @@ def stream_parquet(placed: ray.data.Dataset, path: Path) -> dict[str, int]:
     if writer is None:
         raise SegmenterError("input has no customers to assign; expected at least one event")
     return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
+
+
+def write_fitted(assignments: pl.DataFrame, path: Path) -> dict[str, int]:
+    """The fit's own assignments (the sample was every customer) as :func:`stream_parquet`
+    writes them: sorted by customer; customers per segment."""
+    assignments.sort("user_id").write_parquet(path)
+    sizes = assignments["segment_name"].value_counts().iter_rows()
+    return dict(sorted(((str(name), int(n)) for name, n in sizes), key=lambda kv: (-kv[1], kv[0])))
 
 
 @contextlib.contextmanager
@@ -456,6 +483,9 @@ def discover(
     }  # fmt: skip
 
     def write(path: Path) -> None:
+        if sample.n_users == stats["customers"]:  # every customer was fitted: nothing to place
+            info["segment_sizes"] = write_fitted(model.assignments_, path)
+            return
         placed = place(blocks, model, source, root, options, model.assignments_)
         info["segment_sizes"] = stream_parquet(placed, path)
 
