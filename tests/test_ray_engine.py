@@ -144,15 +144,6 @@ def test_a_sample_fit_places_every_customer(
     assert _agreement(local, placed.join(local, on="user_id", how="semi")) >= 0.995
 
 
-class _Threads:
-    """Actor: the torch threads it would encode with."""
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        return {"threads": np.full(len(batch["x"]), torch.get_num_threads())}
-
-
 @pytest.mark.parametrize(
     ("actors", "per_actor", "threads"), [(1, None, 2), (2, None, 1), (1, 1, 1)]
 )
@@ -161,13 +152,21 @@ def test_a_lone_actor_encodes_on_every_cpu(
 ) -> None:
     """Ray gives an actor one CPU (and one OpenMP thread) unless told otherwise: one encoder
     actor on the 2-CPU instance must use both, as the local engine does."""
+
+    class Threads:  # defined here: Ray's workers get it by value, not by module name
+        """Actor: the torch threads it would encode with."""
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            import torch
+
+            return {"threads": np.full(len(batch["x"]), torch.get_num_threads())}
+
     options = engine.RayOptions(actors=actors, cpus_per_actor=per_actor)
     assert engine.actor_cpus(options) == threads
-    seen = (
-        ray.data.range(4)
-        .rename_columns({"id": "x"})
-        .map_batches(_Threads, batch_size=2, **engine.actor_args(options))
-    )
+    # blocks already in the object store, as the pipeline's are: with every CPU held by the
+    # actor, a read task would have none left
+    rows = ray.data.from_items([{"x": i} for i in range(4)]).materialize()
+    seen = rows.map_batches(Threads, batch_size=2, **engine.actor_args(options))
     assert {row["threads"] for row in seen.take_all()} == {threads}
 
 
