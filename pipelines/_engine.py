@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from pipelines._cli import SAMPLE_DATA, cache_from_args
@@ -49,6 +50,7 @@ def uses_ray(args: argparse.Namespace) -> bool:
         raise SegmenterError(f"{first} needs --engine ray")
     if args.engine == "ray":
         refuse_local_only(args)
+        ray_engine()  # the package is there, before any work
     return bool(args.engine == "ray")
 
 
@@ -73,14 +75,19 @@ def refuse_local_only(args: argparse.Namespace) -> None:
         raise SegmenterError(f"{flag}: not available with --engine ray yet; use the local engine")
 
 
-def ray_options(args: argparse.Namespace) -> RayOptions:
+def ray_engine() -> ModuleType:
+    """:mod:`segmenter.engines.ray_engine`; without the ``ray`` package, a one-line error."""
     try:
-        from segmenter.engines.ray_engine import RayOptions
+        from segmenter.engines import ray_engine as engine
     except ImportError:
         raise SegmenterError(
             "--engine ray: the 'ray' package is not installed; pip install -e '.[ray]'"
         ) from None
-    return RayOptions(
+    return engine
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions:
+    return ray_engine().RayOptions(
         address=args.ray_address, actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor,
         fit_sample=args.ray_fit_sample, blocks=args.ray_blocks, num_cpus=args.ray_cpus,
         cpus_per_actor=args.ray_cpus_per_actor,
@@ -88,14 +95,12 @@ def ray_options(args: argparse.Namespace) -> RayOptions:
 
 
 def source_of(args: argparse.Namespace) -> Source:
-    from segmenter.engines.ray_engine import Source
-
     users, items, path = args.users, args.items, args.input
     if path is None:
         path = SAMPLE_DATA / "events.parquet"
         users = users or SAMPLE_DATA / "users.parquet"
         items = items or SAMPLE_DATA / "items.parquet"
-    return Source(
+    return ray_engine().Source(
         str(path), users=None if users is None else str(users),
         items=None if items is None else str(items), columns=parse_columns(args.columns),
         preset=args.preset, drop_invalid=args.drop_invalid,
@@ -106,9 +111,9 @@ def discover_on_ray(
     args: argparse.Namespace, config: SegmenterConfig, out: Path
 ) -> tuple[int, dict[str, int]]:
     """Fit and write the run folder with the Ray engine; (k, customers per segment)."""
-    from segmenter.engines import ray_engine as engine
     from segmenter.runfolder import write_run
 
+    engine = ray_engine()
     options, cache = ray_options(args), cache_from_args(args)
     with engine.session(options), engine.cache_root(cache) as root:
         run = engine.discover(config, source_of(args), options, cache=cache, root=root,
@@ -120,9 +125,9 @@ def discover_on_ray(
 
 def assign_on_ray(args: argparse.Namespace, out: Path) -> dict[str, int]:
     """Place every customer with the Ray engine into ``out``; customers per segment."""
-    from segmenter.engines import ray_engine as engine
     from segmenter.model import Segmenter
 
+    engine = ray_engine()
     options, cache = ray_options(args), cache_from_args(args)
     with engine.session(options), engine.cache_root(cache) as root:
         model = Segmenter.load(args.model, cache=cache, device=args.device, progress=False)

@@ -165,3 +165,33 @@ def test_commands_set_passive_openmp_threads_unless_the_caller_chose(
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     passive_threads()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("command", ["discover", "assign"])
+def test_engine_ray_without_the_ray_package_is_one_line_exit_2(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What a user of the plain install (no ``[ray]`` extra) sees: the missing package named
+    with its install command, never a traceback, and no output."""
+    import importlib
+
+    from pipelines._cli import run_cli
+
+    for name in [
+        m for m in sys.modules if m == "ray" or m.startswith(("ray.", "segmenter.engines.ray"))
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    cli = importlib.import_module(f"pipelines.{command}")
+    out = tmp_path / ("out.parquet" if command == "assign" else "out")
+    argv = ["--engine", "ray", "--out", str(out), "--quiet"]
+    if command == "assign":
+        argv += ["--model", str(tmp_path / "model")]
+    code = run_cli(cli.build_parser(), cli.main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "the 'ray' package is not installed; pip install -e '.[ray]'" in err[0]
+    assert not out.exists()
