@@ -352,11 +352,14 @@ def _model_files(model: Segmenter) -> dict[str, bytes]:
 
 
 def actor_cpus(options: RayOptions) -> int:
-    """CPUs each encoder actor reserves (:attr:`RayOptions.cpus_per_actor`)."""
+    """CPUs each encoder actor reserves (:attr:`RayOptions.cpus_per_actor`): the cluster's
+    shared between the actors, never more than its largest node has (an actor lives on one)."""
     if options.cpus_per_actor is not None:
         return options.cpus_per_actor
     cluster = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, cluster // options.actors)
+    nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    largest = int(max(nodes, default=cluster)) or cluster
+    return max(1, min(cluster // options.actors, largest))
 
 
 def actor_args(options: RayOptions) -> dict[str, Any]:
