@@ -57,8 +57,21 @@ MAP_SAMPLE = 5_000
 
 
 def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process so far, in MB (``ru_maxrss``: KiB on Linux, bytes
-    on macOS); None where the platform has no ``resource`` module (Windows)."""
+    """Peak resident memory of this process so far, in MB; None where the platform has no
+    ``resource`` module (Windows).
+
+    On Linux it is ``VmHWM`` of ``/proc/self/status``: the high-water mark of this program's
+    own memory. ``ru_maxrss`` is not: Linux starts a child's at its parent's resident size when
+    it forks and keeps it across ``exec``, so a command started by a large process (a benchmark
+    that generated a million customers) reported the parent's memory as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) * 1.024 / 1e3, 1)  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:

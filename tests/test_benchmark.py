@@ -430,3 +430,18 @@ def test_cli_from_json_rerenders(tmp_path: Path) -> None:
     argv = ["--from-json", str(source), "--markdown", str(markdown), "--quiet"]
     assert run_cli(benchmark.build_parser(), benchmark.main, argv) == 0
     assert "### Full suite" in markdown.read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc only")
+def test_peak_memory_of_a_command_is_its_own_not_its_parents() -> None:
+    """``ru_maxrss`` of a child starts at its parent's resident size at fork: a benchmark that
+    generated a million customers saw 18 GB "driver peaks" that were its own memory."""
+    import subprocess
+
+    ballast = bytearray(600_000_000)  # this process resident: +600 MB, touched
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    code = "from segmenter.model import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    child = float(out.stdout.strip())
+    assert 0 < child < 500, child  # the child's own imports, not the parent's 600 MB
+    del ballast
