@@ -185,6 +185,10 @@ def test_engine_ray_without_the_ray_package_is_one_line_exit_2(
     ]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    import segmenter.engines
+
+    # an earlier import leaves the submodule on its package: `from ... import` would find it
+    monkeypatch.delattr(segmenter.engines, "ray_engine", raising=False)
     cli = importlib.import_module(f"pipelines.{command}")
     out = tmp_path / ("out.parquet" if command == "assign" else "out")
     argv = ["--engine", "ray", "--out", str(out), "--quiet"]
