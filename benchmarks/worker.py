@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import tempfile
 import time
@@ -36,19 +35,12 @@ K = 8
 
 
 def rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB.
+    """Peak resident memory of this process so far, in MiB (:func:`segmenter.model.peak_rss_mb`:
+    this program's own high-water mark, not the parent's that forked it)."""
+    from segmenter.model import peak_rss_mb
 
-    Linux: ``VmHWM`` of /proc/self/status, which starts afresh at exec; ``ru_maxrss`` would
-    report the peak of the parent that forked this process when that one was larger.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)  # kB
-    except OSError:
-        pass
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(usage / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    peak = peak_rss_mb()
+    return round((peak or 0.0) * 1e6 / 2**20, 1)
 
 
 def _documents(data: EventData, max_tokens: int) -> tuple[list[str], float, float]:
