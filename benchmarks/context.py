@@ -164,6 +164,8 @@ class BenchContext:
         Progress bars.
     customers : int or None
         Customers of the sections measured at one size (``--customers``; None: the suite's).
+    ray_runs : tuple of str or None
+        Runs of the ``ray_scale`` section (``--ray-runs``; None: all).
     """
 
     suite: str
@@ -174,6 +176,7 @@ class BenchContext:
     cache: BenchCache | None = None
     progress: bool = False
     customers: int | None = None
+    ray_runs: tuple[str, ...] | None = None
     _encoder: Encoder | None = field(default=None, repr=False)
 
     @property

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="customers of the sections measured at one size (ray_scale; default: the suite's)",
     )
+    p.add_argument(
+        "--ray-runs",
+        default=None,
+        help="comma-separated runs of the ray_scale section (default: all of "
+        "local, ray_1_actor, ray_2_actors, ray_2_actors_quarter_sample)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars, only warnings")
     return p
 
@@ -104,6 +110,16 @@ def main(args: argparse.Namespace) -> int:
         raise SegmenterError(f"--seed: {args.seed} should be >= 0")
     if args.customers is not None and args.customers < 100:
         raise SegmenterError(f"--customers: {args.customers} should be >= 100")
+    ray_runs = None
+    if args.ray_runs is not None:
+        from benchmarks.ray_scale import RUNS
+
+        ray_runs = tuple(r.strip() for r in args.ray_runs.split(",") if r.strip())
+        unknown = [r for r in ray_runs if r not in RUNS]
+        if unknown or not ray_runs:
+            raise SegmenterError(
+                f"--ray-runs: {args.ray_runs!r} should name runs among {list(RUNS)}"
+            )
     out = Path(args.out) if args.out else DEFAULT_OUT
     if out.exists() and not out.is_dir():
         raise SegmenterError(f"--out: '{out}' exists and is a file; expected a folder")
@@ -116,6 +132,7 @@ def main(args: argparse.Namespace) -> int:
         cache=cache,
         progress=not args.quiet,
         customers=args.customers,
+        ray_runs=ray_runs,
     )
     command = "python -m pipelines.benchmark " + shlex.join(sys.argv[1:])
     partial = out / f"{'-'.join([args.suite, *(args.section or [])])}.partial.json"
