@@ -398,6 +398,7 @@ def test_smoke_suite_runs_every_section(
         (["--suite", "huge"], "--suite: 'huge' is not one of"),
         (["--seed", "-1"], "--seed: -1 should be >= 0"),
         (["--customers", "5"], "--customers: 5 should be >= 100"),
+        (["--ray-runs", "local,fast"], "--ray-runs: 'local,fast' should name runs among"),
         (["--from-json", "missing.json"], "--from-json: 'missing.json' does not exist"),
         (["--out", "pyproject.toml"], "--out: 'pyproject.toml' exists and is a file"),
     ],
@@ -445,3 +446,16 @@ def test_peak_memory_of_a_command_is_its_own_not_its_parents() -> None:
     child = float(out.stdout.strip())
     assert 0 < child < 500, child  # the child's own imports, not the parent's 600 MB
     del ballast
+
+
+def test_ray_scale_table_of_some_runs_has_no_overhead_line() -> None:
+    from benchmarks.ray_scale import render_ray_scale
+
+    run = {"flags": "--engine local", "seconds": 12.5, "driver_peak_rss_mb": 900.0,
+           "worker_peak_rss_mb": None, "workers_peak_rss_mb": None, "fit_sample_customers": None}
+    section = {"customers": 100_000, "events": 2_300_000, "cpus": 2, "runs": {"local": run},
+               "ray_overhead_1_actor": None, "target_overhead": 0.15, "overhead_met": None,
+               "load_average_before": [1.0], "load_average_after": [2.0]}  # fmt: skip
+    text = "\n".join(render_ray_scale(section))
+    assert "| local (`--engine local`) | 12.5 | 900.0 | - | - | 100000 |" in text
+    assert "Overhead" not in text and "Load average before [1.0]" in text

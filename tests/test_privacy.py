@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from segmenter.privacy import mask, mask_expr
+from segmenter import privacy
+from segmenter.privacy import mask, mask_expr, mask_frame
 
 
 @pytest.mark.parametrize(
@@ -80,3 +81,24 @@ def test_expression_matches_function_and_is_idempotent() -> None:
     masked = pl.DataFrame({"t": texts}).select(mask_expr(pl.col("t")))["t"].to_list()
     assert masked == [None if t is None else mask(t) for t in texts]
     assert [None if t is None else mask(t) for t in masked] == masked
+
+
+def test_short_and_long_columns_are_masked_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few distinct values go through Python's re, many through polars: the same result, and a
+    character Python's Unicode database does not know falls back to polars."""
+    values = [
+        "mail me at john.doe@example.com",
+        "call +44 20 7946 0958",
+        "delivered 2021-05-03 12:30",
+        "联系我：13812345678",
+        "size 42, pack of 3",
+        "\U000e0fff 1234567",  # unassigned code point next to digits
+        None,
+    ]
+    frame = pl.DataFrame({"item_name": values, "user_id": [str(i) for i in range(len(values))]})
+    expected = [None if v is None else mask(v) for v in values]
+    for below in (0, 1_000):
+        monkeypatch.setattr(privacy, "PYTHON_BELOW", below)
+        out = mask_frame(frame, ["item_name", "missing"])
+        assert out["item_name"].to_list() == expected
+        assert out["user_id"].to_list() == frame["user_id"].to_list()
