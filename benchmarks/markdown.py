@@ -263,6 +263,7 @@ def _compact(obj: Any) -> str:
 def section_renderers() -> dict[str, Any]:
     """The Markdown of each section a run may hold alone (``--section``), in report order."""
     from benchmarks.ray_driver import render_ray_driver
+    from benchmarks.ray_identity import render_ray_identity
     from benchmarks.ray_scale import render_ray_scale
 
     return {
@@ -273,6 +274,7 @@ def section_renderers() -> dict[str, Any]:
         "serve": render_serve,
         "ray_scale": render_ray_scale,
         "ray_driver": render_ray_driver,
+        "ray_identity": render_ray_identity,
     }
 
 

@@ -48,11 +48,16 @@ def _worker_peak(done: threading.Event, peak: dict[str, float]) -> None:
         time.sleep(0.5)
 
 
-def run_one(events: Path, out: Path, flags: list[str], k: int, seed: int) -> dict[str, Any]:
-    """One ``pipelines.discover`` run: wall seconds, driver and worker peaks (MB)."""
-    with tempfile.TemporaryDirectory(prefix="ray-scale-cache-") as cache:
+def run_one(
+    events: Path, out: Path, flags: list[str], k: int, seed: int, *, cache: str | None = None
+) -> dict[str, Any]:
+    """One ``pipelines.discover`` run: wall seconds, driver and worker peaks (MB).
+
+    ``flags`` may add inputs (``--users``, ``--preset``); ``cache`` is the embedding cache
+    (default: an empty one of its own, so that every document is encoded)."""
+    with tempfile.TemporaryDirectory(prefix="ray-scale-cache-") as empty:
         cmd = [sys.executable, "-m", "pipelines.discover", "--input", str(events), "--k", str(k),
-               "--seed", str(seed), "--out", str(out), "--cache", cache, "--no-report",
+               "--seed", str(seed), "--out", str(out), "--cache", cache or empty, "--no-report",
                "--quiet", *flags]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
         done, peak = threading.Event(), dict[str, float]()

@@ -22,6 +22,7 @@ from benchmarks.latency import run_latency, run_latency_section
 from benchmarks.lineage import run_lineage
 from benchmarks.markdown import result_name
 from benchmarks.ray_driver import run_ray_driver
+from benchmarks.ray_identity import run_ray_identity
 from benchmarks.ray_scale import run_ray_scale
 from benchmarks.recovery import run_banking, run_planted
 from benchmarks.retail import run_retail, span_cutoff, temporal_split
@@ -64,6 +65,8 @@ SECTIONS: dict[str, Section] = {
     "ray_scale": lambda ctx, _: run_ray_scale(ctx, ctx.customers),
     # the driver's memory at 100k and 1M customers (a tiny encoder: memory, not quality)
     "ray_driver": lambda ctx, _: run_ray_driver(ctx),
+    # the same segments from both engines on the sample and Online Retail
+    "ray_identity": lambda ctx, _: run_ray_identity(ctx),
 }
 
 

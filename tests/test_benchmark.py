@@ -459,3 +459,24 @@ def test_ray_scale_table_of_some_runs_has_no_overhead_line() -> None:
     text = "\n".join(render_ray_scale(section))
     assert "| local (`--engine local`) | 12.5 | 900.0 | - | - | 100000 |" in text
     assert "Overhead" not in text and "Load average before [1.0]" in text
+
+
+def test_ray_identity_compares_customers_by_id_without_relabelling(tmp_path: Path) -> None:
+    from benchmarks.ray_identity import cases, compare, render_ray_identity
+
+    local = pl.DataFrame({"user_id": ["a", "b", "c", "d"], "segment": [0, 1, 1, 2],
+                          "value_tier": [0, 0, 1, 1], "taste_group": [3, 3, 3, 3]})  # fmt: skip
+    ray = local.reverse().with_columns(  # another order, one customer moved, one missing
+        pl.when(pl.col("user_id") == "b").then(2).otherwise(pl.col("segment")).alias("segment")
+    ).filter(pl.col("user_id") != "d")
+    same = compare(local, ray)
+    assert same["identical_segment"] == 0.5  # a and c of the local run's four
+    assert same["identical_value_tier"] == 0.75 and same["customers_ray"] == 3
+    section = {"cases": {"sample": {**same, "runs": {"local": {"seconds": 3.0},
+               "ray": {"seconds": 4.0}}}}, "target": 0.995, "met": False,
+               "missing": ["online_retail"]}  # fmt: skip
+    text = "\n".join(render_ray_identity(section))
+    assert "| sample | 4 / 3 | 50.00% | 75.00% | 75.00% | 3.0 | 4.0 |" in text
+    assert "NOT met" in text and "Not run (file missing): online_retail" in text
+    ctx = BenchContext("smoke", SIZES["smoke"], shared_data=tmp_path)  # no Online Retail there
+    assert list(cases(ctx)) == ["sample"]
