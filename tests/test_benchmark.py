@@ -451,8 +451,14 @@ def test_peak_memory_of_a_command_is_its_own_not_its_parents() -> None:
 def test_ray_scale_table_of_some_runs_has_no_overhead_line() -> None:
     from benchmarks.ray_scale import render_ray_scale
 
-    run = {"flags": "--engine local", "seconds": 12.5, "driver_peak_rss_mb": 900.0,
-           "worker_peak_rss_mb": None, "workers_peak_rss_mb": None, "fit_sample_customers": None}
+    run = {
+        "flags": "--engine local",
+        "seconds": 12.5,
+        "driver_peak_rss_mb": 900.0,
+        "worker_peak_rss_mb": None,
+        "workers_peak_rss_mb": None,
+        "fit_sample_customers": None,
+    }
     section = {"customers": 100_000, "events": 2_300_000, "cpus": 2, "runs": {"local": run},
                "ray_overhead_1_actor": None, "target_overhead": 0.15, "overhead_met": None,
                "load_average_before": [1.0], "load_average_after": [2.0]}  # fmt: skip
@@ -466,9 +472,13 @@ def test_ray_identity_compares_customers_by_id_without_relabelling(tmp_path: Pat
 
     local = pl.DataFrame({"user_id": ["a", "b", "c", "d"], "segment": [0, 1, 1, 2],
                           "value_tier": [0, 0, 1, 1], "taste_group": [3, 3, 3, 3]})  # fmt: skip
-    ray = local.reverse().with_columns(  # another order, one customer moved, one missing
-        pl.when(pl.col("user_id") == "b").then(2).otherwise(pl.col("segment")).alias("segment")
-    ).filter(pl.col("user_id") != "d")
+    ray = (
+        local.reverse()
+        .with_columns(  # another order, one customer moved, one missing
+            pl.when(pl.col("user_id") == "b").then(2).otherwise(pl.col("segment")).alias("segment")
+        )
+        .filter(pl.col("user_id") != "d")
+    )
     same = compare(local, ray)
     assert same["identical_segment"] == 0.5  # a and c of the local run's four
     assert same["identical_value_tier"] == 0.75 and same["customers_ray"] == 3
