@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -56,6 +57,11 @@ VALUE_TIERS = 4
 MAP_SAMPLE = 5_000
 
 
+#: the largest peak :func:`peak_rss_mb` has read, MB, and the process it was read in (a forked
+#: child starts again from its own)
+_PEAK_MB, _PEAK_PID = 0.0, 0
+
+
 def peak_rss_mb() -> float | None:
     """Peak resident memory of this process so far, in MB; None where the platform has no
     ``resource`` module (Windows).
@@ -63,13 +69,20 @@ def peak_rss_mb() -> float | None:
     On Linux it is ``VmHWM`` of ``/proc/self/status``: the high-water mark of this program's
     own memory. ``ru_maxrss`` is not: Linux starts a child's at its parent's resident size when
     it forks and keeps it across ``exec``, so a command started by a large process (a benchmark
-    that generated a million customers) reported the parent's memory as its own.
+    that generated a million customers) reported the parent's memory as its own. The kernel
+    syncs ``VmHWM`` lazily (it may read the current size, then a lower mark once memory is
+    freed), so the largest value read so far is returned: a peak never goes down.
     """
+    global _PEAK_MB, _PEAK_PID
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) * 1.024 / 1e3, 1)  # kB
+                    mark = round(int(line.split()[1]) * 1.024 / 1e3, 1)  # kB
+                    if os.getpid() != _PEAK_PID:
+                        _PEAK_MB, _PEAK_PID = 0.0, os.getpid()
+                    _PEAK_MB = max(_PEAK_MB, mark)
+                    return _PEAK_MB
     except OSError:
         pass
     try:

@@ -490,3 +490,24 @@ def test_ray_identity_compares_customers_by_id_without_relabelling(tmp_path: Pat
     assert "NOT met" in text and "Not run (file missing): online_retail" in text
     ctx = BenchContext("smoke", SIZES["smoke"], shared_data=tmp_path)  # no Online Retail there
     assert list(cases(ctx)) == ["sample"]
+
+
+def test_peak_memory_never_goes_down_within_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel syncs VmHWM lazily, so a later read can be lower than an earlier one; a fork
+    starts from its own mark."""
+    import io
+
+    from segmenter import model as model_module
+
+    marks = iter(["2048", "1024", "1024"])
+    monkeypatch.setattr(
+        model_module, "open", lambda *a, **k: io.StringIO(f"VmHWM:\t {next(marks)} kB\n"),
+        raising=False,
+    )  # fmt: skip
+    monkeypatch.setattr(model_module, "_PEAK_PID", 0)
+    monkeypatch.setattr(model_module, "_PEAK_MB", 0.0)
+    first = model_module.peak_rss_mb()
+    assert first == round(2048 * 1.024 / 1e3, 1)
+    assert model_module.peak_rss_mb() == first  # the lower read does not lower the peak
+    monkeypatch.setattr(model_module.os, "getpid", lambda: -1)  # as in a forked child
+    assert model_module.peak_rss_mb() == round(1024 * 1.024 / 1e3, 1)
