@@ -102,7 +102,8 @@ def mask_values(values: pl.Series) -> pl.Series:
     """:func:`mask_expr` of a string Series (a short one through :func:`mask_python`)."""
     if len(values) < PYTHON_BELOW:
         try:
-            return pl.Series(values.name, [mask_python(v) for v in values], dtype=pl.String)
+            masked = [None if v is None else mask_python(v) for v in values]
+            return pl.Series(values.name, masked, dtype=pl.String)
         except PolarsOnly:
             pass
     return values.to_frame("v").select(mask_expr(pl.col("v")))["v"].alias(values.name)

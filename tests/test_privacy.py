@@ -102,3 +102,4 @@ def test_short_and_long_columns_are_masked_alike(monkeypatch: pytest.MonkeyPatch
         out = mask_frame(frame, ["item_name", "missing"])
         assert out["item_name"].to_list() == expected
         assert out["user_id"].to_list() == frame["user_id"].to_list()
+        assert privacy.mask_values(frame["item_name"]).to_list() == expected  # nulls kept
