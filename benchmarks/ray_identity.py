@@ -30,18 +30,21 @@ TARGET = 0.995
 COLUMNS = ("segment", "value_tier", "taste_group")
 
 
-def cases(ctx: BenchContext) -> dict[str, tuple[Path, list[str]]]:
-    """Case name -> (events file, extra discover flags); a case whose file is missing is left
-    out."""
+def all_cases(ctx: BenchContext) -> dict[str, tuple[Path, list[str]]]:
+    """Case name -> (events file, extra discover flags)."""
     sample = REPO_ROOT / "sample_data"
-    out = {
+    return {
         "sample": (
             sample / "events.parquet",
             ["--users", str(sample / "users.parquet"), "--items", str(sample / "items.parquet")],
         ),
         "online_retail": (ctx.shared_data / RETAIL_FILE, ["--preset", "online-retail"]),
     }
-    return {name: case for name, case in out.items() if case[0].is_file()}
+
+
+def cases(ctx: BenchContext) -> dict[str, tuple[Path, list[str]]]:
+    """:func:`all_cases` whose events file exists."""
+    return {name: case for name, case in all_cases(ctx).items() if case[0].is_file()}
 
 
 def compare(local: pl.DataFrame, ray: pl.DataFrame) -> dict[str, Any]:
@@ -67,19 +70,19 @@ def run_ray_identity(ctx: BenchContext) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ray-identity-") as tmp:
         root = Path(tmp)
         for name, (events, extra) in cases(ctx).items():
-            runs = {}
+            runs, assigned = {}, {}
             for engine, flags in (("local", extra), ("ray", [*extra, *ray])):
                 out = root / f"{name}-{engine}"
                 runs[engine] = run_one(events, out, flags, k=8, seed=ctx.seed, cache=cache)
-                runs[engine]["assignments"] = pl.read_parquet(out / "assignments.parquet")
-            same = compare(runs["local"].pop("assignments"), runs["ray"].pop("assignments"))
+                assigned[engine] = pl.read_parquet(out / "assignments.parquet")
+            same = compare(assigned["local"], assigned["ray"])
             results[name] = {**same, "runs": runs}
             logger.info("ray_identity: %s, %.4f identical", name, same["identical_segment"])
     return {
         "cases": results,
         "target": TARGET,
         "met": bool(results) and all(c["identical_segment"] >= TARGET for c in results.values()),
-        "missing": sorted({"sample", "online_retail"} - set(results)),
+        "missing": [name for name in all_cases(ctx) if name not in results],
     }
 
 
