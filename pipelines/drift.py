@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipelines._cli import add_data_args, cache_from_args, input_paths, load_from_args, run_cli
 from segmenter.errors import SegmenterError
+from segmenter.io import is_table
 
 logger = logging.getLogger("pipelines.drift")
 
@@ -77,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     data = load_from_args(args)
     run_dir = model_dir.resolve().parent
     previous = None
-    if (run_dir / "assignments.parquet").is_file():
+    if is_table(run_dir / "assignments.parquet"):
         previous = load_previous(run_dir, option="--model").assignments
     result = check_drift(model, data, previous=previous).to_dict()
     if out is not None:

@@ -38,6 +38,13 @@ def _umask() -> int:
     return mask
 
 
+def is_table(path: str | os.PathLike[str]) -> bool:
+    """A file, or a folder of parquet shards (the Ray engine's ``assignments.parquet``:
+    polars, pyarrow, pandas and DuckDB read a folder of shards as one table)."""
+    path = Path(path)
+    return path.is_file() or (path.is_dir() and any(path.glob("*.parquet")))
+
+
 def write_parquet(frame: pl.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write a parquet file atomically."""
     with atomic_path(path) as tmp:

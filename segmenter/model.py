@@ -500,6 +500,13 @@ class Segmenter:
             user_id, segment, segment_name, confidence, distance, map_x, map_y, value_tier,
             taste_group.
         """
+        return self.place(data, map_coords=map_coords)[0]
+
+    def place(
+        self, data: EventData, *, map_coords: bool = True
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """:meth:`predict`, with what the customers were placed by: (assignments, features,
+        documents), one row per customer each (what a profile of them reads)."""
         timings: dict[str, float] = {}
         p = self._transform(data, timings)
         with self._stage("cluster", timings):
@@ -517,7 +524,8 @@ class Segmenter:
                 coords = p.shown[:, :2]
         self.last_timings_ = timings
         placed = Segmented(p.reduced, coords, labels, confidence, distance)
-        return self._assignments(p.features["user_id"], placed, p.score, taste_group)
+        assigned = self._assignments(p.features["user_id"], placed, p.score, taste_group)
+        return assigned, p.features, p.documents
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -123,6 +123,20 @@ def distinctive(
     polars.DataFrame
         ``segment``, ``top`` (list of str), ``top_share``, ``top_lift`` (lists of float).
     """
+    lines, buyers = purchase_lines(events, members, key)
+    return rank_distinctive(
+        lines, buyers, top=top, min_customers=min_customers,
+        min_customer_share=min_customer_share, min_lift=min_lift,
+    )  # fmt: skip
+
+
+def purchase_lines(
+    events: pl.DataFrame, members: pl.DataFrame, key: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What :func:`distinctive` counts: purchase lines and their buyers per segment and value
+    of ``key`` (``segment, value, n, customers``) and buyers per segment (``segment, buyers``).
+
+    Sums over disjoint sets of customers add up to the counts of their union."""
     label = _item_label() if key == "item" else pl.col(key).str.strip_chars()
     bought = (
         events.filter(pl.col("event_type") == "purchase")
@@ -130,16 +144,30 @@ def distinctive(
         .filter(pl.col("value").is_not_null() & (pl.col("value") != ""))
         .join(members, on="user_id", how="inner")
     )
+    customers = pl.col("user_id").n_unique().cast(pl.Int64)
+    lines = bought.group_by("segment", "value").agg(
+        pl.len().cast(pl.Int64).alias("n"), customers.alias("customers")
+    )
+    return lines, bought.group_by("segment").agg(customers.alias("buyers"))
+
+
+def rank_distinctive(
+    lines: pl.DataFrame,
+    buyers: pl.DataFrame,
+    *,
+    top: int = 5,
+    min_customers: int = 3,
+    min_customer_share: float = 0.05,
+    min_lift: float = 1.2,
+) -> pl.DataFrame:
+    """:func:`distinctive` from the counts of :func:`purchase_lines`."""
     schema = _schema(top=pl.String, top_share=pl.Float64, top_lift=pl.Float64)
-    if bought.height == 0:
+    if lines.height == 0:
         return pl.DataFrame(schema=schema)
-    base = bought.group_by("value").agg((pl.len() / bought.height).alias("base_share"))
-    buyers = bought.group_by("segment").agg(pl.col("user_id").n_unique().alias("buyers"))
+    base = lines.group_by("value").agg((pl.col("n").sum() / lines["n"].sum()).alias("base_share"))
     support = pl.max_horizontal(pl.lit(min_customers), pl.col("buyers") * min_customer_share)
     return (
-        bought.group_by("segment", "value")
-        .agg(pl.len().alias("n"), pl.col("user_id").n_unique().alias("customers"))
-        .join(base, on="value")
+        lines.join(base, on="value")
         .join(buyers, on="segment")
         .with_columns((pl.col("n") / pl.col("n").sum().over("segment")).alias("share"))
         .with_columns((pl.col("share") / pl.col("base_share")).alias("lift"))
@@ -173,16 +201,26 @@ def channel_mix(events: pl.DataFrame, members: pl.DataFrame, *, top: int = 6) ->
     polars.DataFrame
         ``segment``, ``channels`` (list of str), ``channel_shares``, ``channel_lifts``.
     """
+    return rank_channels(channel_counts(events, members), top=top)
+
+
+def channel_counts(events: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Events per segment and channel (``segment, channel, n``): what :func:`channel_mix`
+    counts."""
     ev = events.filter(pl.col("channel").is_not_null()).select("user_id", "channel")
     ev = ev.join(members, on="user_id", how="inner")
+    return ev.group_by("segment", "channel").agg(pl.len().cast(pl.Int64).alias("n"))
+
+
+def rank_channels(counts: pl.DataFrame, *, top: int = 6) -> pl.DataFrame:
+    """:func:`channel_mix` from the counts of :func:`channel_counts`."""
     schema = _schema(channels=pl.String, channel_shares=pl.Float64, channel_lifts=pl.Float64)
-    if ev.height == 0:
+    if counts.height == 0:
         return pl.DataFrame(schema=schema)
-    base = ev.group_by("channel").agg((pl.len() / ev.height).alias("base"))
+    total = counts["n"].sum()
+    base = counts.group_by("channel").agg((pl.col("n").sum() / total).alias("base"))
     return (
-        ev.group_by("segment", "channel")
-        .agg(pl.len().alias("n"))
-        .with_columns((pl.col("n") / pl.col("n").sum().over("segment")).alias("s"))
+        counts.with_columns((pl.col("n") / pl.col("n").sum().over("segment")).alias("s"))
         .join(base, on="channel")
         .sort(["segment", "s", "channel"], descending=[False, True, False])
         .group_by("segment", maintain_order=True)
@@ -201,17 +239,24 @@ def representatives(
     assignments: pl.DataFrame, documents: pl.DataFrame, *, n: int = 5
 ) -> pl.DataFrame:
     """The ``n`` customers closest to each segment's centre and their (masked) documents."""
-    return (
-        assignments.select("user_id", "segment", "distance")
-        .sort(["segment", "distance", "user_id"])
-        .group_by("segment", maintain_order=True)
-        .head(n)
-        .join(documents.select("user_id", "document"), on="user_id", how="left")
-        .group_by("segment", maintain_order=True)
-        .agg(
-            pl.col("user_id").alias("representative_ids"),
-            pl.col("document").fill_null("").alias("representative_documents"),
-        )
+    near = closest(assignments.select("user_id", "segment", "distance"), n).join(
+        documents.select("user_id", "document"), on="user_id", how="left", maintain_order="left"
+    )
+    return representative_lists(near)
+
+
+def closest(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The ``n`` rows of each segment with the smallest ``distance`` (ties: ``user_id``)."""
+    by = ["segment", "distance", "user_id"]
+    return frame.sort(by).group_by("segment", maintain_order=True).head(n)
+
+
+def representative_lists(near: pl.DataFrame) -> pl.DataFrame:
+    """``segment, representative_ids, representative_documents`` of :func:`closest` rows with
+    their ``document``."""
+    return near.group_by("segment", maintain_order=True).agg(
+        pl.col("user_id").alias("representative_ids"),
+        pl.col("document").fill_null("").alias("representative_documents"),
     )
 
 
@@ -353,6 +398,16 @@ def profile_segments(
     parts.append(class_tfidf(texts, top=n_terms, stop=stop_words(tuple(extra))))
     parts.append(channel_mix(events, members))
     parts.append(representatives(assignments, documents, n=n_representatives))
+    return assemble(out, parts, names)
+
+
+def assemble(
+    stats: pl.DataFrame, parts: list[pl.DataFrame], names: Mapping[int, str]
+) -> pl.DataFrame:
+    """The profile table from :func:`value_stats` (or its equivalent) and the per-segment
+    tables of the other sections: joined on ``segment``, empty lists for a segment a section
+    does not mention, names (outliers: "Outliers"), outliers last."""
+    out = stats
     for part in parts:
         out = out.join(part, on="segment", how="left")
     lists = [c for c, t in out.schema.items() if isinstance(t, pl.List)]

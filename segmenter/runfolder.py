@@ -115,13 +115,15 @@ def write_run(
     extra: dict[str, Any] | None = None,
     report: bool = True,
     tables: dict[str, pl.DataFrame] | None = None,
-    assignments: Callable[[Path], None] | None = None,
+    assignments: Callable[[Path], pl.DataFrame | None] | None = None,
 ) -> Path:
     """Write the whole run folder atomically (built aside, then renamed into place).
 
     ``tables`` are extra parquet files by name (``migrations.parquet``, ``history.parquet``);
     ``assignments`` writes ``assignments.parquet`` to the path it is given instead of
-    ``model.assignments_`` (an engine that places the customers elsewhere streams them in)."""
+    ``model.assignments_`` (an engine that places the customers elsewhere writes them there, as
+    a file or a folder of shards); the profile table it returns, if any, replaces the profiles
+    of ``data`` (an engine that fitted on a sample profiles every customer)."""
     from segmenter.profile import profile_table
 
     out = Path(out)
@@ -131,13 +133,15 @@ def write_run(
         if name in core or Path(name).name != name or not name.endswith(".parquet"):
             raise ValueError(f"tables: {name!r} should be a new *.parquet file name")
     customers = customers_table(model)
-    segments = profile_table(model, data)
     meta = run_metadata(model, data, extra or {})
     with io.atomic_dir(out, force=force) as tmp:
+        segments = None
         if assignments is None:
             io.write_parquet(model.assignments_, tmp / "assignments.parquet")
         else:
-            assignments(tmp / "assignments.parquet")
+            segments = assignments(tmp / "assignments.parquet")
+        if segments is None:
+            segments = profile_table(model, data)
         io.write_parquet(segments, tmp / "segments.parquet")
         io.write_parquet(customers, tmp / "customers.parquet")
         for name, table in (tables or {}).items():

@@ -79,6 +79,34 @@ def class_tfidf(
     polars.DataFrame
         ``segment``, ``top_terms`` (list of str), ``top_term_scores`` (list of float).
     """
+    counts = term_counts(texts, stop=stop, max_texts=max_texts, seed=seed)
+    return score_terms(counts, top=top, min_lift=min_lift)
+
+
+def term_counts(
+    texts: pl.DataFrame,
+    *,
+    stop: frozenset[str] | None = None,
+    max_texts: int | None = None,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Uses of each term per segment (``segment, term, n``) that :func:`class_tfidf` scores:
+    over every text, or a seeded sample of ``max_texts`` per segment; ``stop`` words left out.
+
+    Counts over disjoint sets of texts add up to the counts of their union."""
+    stop = stop if stop is not None else stop_words()
+    if max_texts is not None:
+        texts = texts.filter(pl.int_range(pl.len()).shuffle(seed=seed).over("segment") < max_texts)
+    terms = (
+        texts.select("segment", tokens_expr(pl.col("text")).alias("term"))
+        .explode("term")
+        .filter(pl.col("term").is_not_null() & ~pl.col("term").is_in(list(stop)))
+    )
+    return terms.group_by("segment", "term").agg(pl.len().cast(pl.Int64).alias("n"))
+
+
+def score_terms(counts: pl.DataFrame, *, top: int = 10, min_lift: float = 1.2) -> pl.DataFrame:
+    """:func:`class_tfidf` from the counts of :func:`term_counts`."""
     schema = pl.Schema(
         [
             ("segment", pl.Int64()),
@@ -86,16 +114,8 @@ def class_tfidf(
             ("top_term_scores", pl.List(pl.Float64)),
         ]
     )
-    stop = stop if stop is not None else stop_words()
-    sample = texts.filter(
-        pl.int_range(pl.len()).shuffle(seed=seed).over("segment") < max_texts
-    ).select("segment", tokens_expr(pl.col("text")).alias("term"))
-    terms = sample.explode("term").filter(
-        pl.col("term").is_not_null() & ~pl.col("term").is_in(list(stop))
-    )
-    if terms.height == 0:
+    if counts.height == 0:
         return pl.DataFrame(schema=schema)
-    counts = terms.group_by("segment", "term").agg(pl.len().alias("n"))
     n_classes = counts["segment"].n_unique()
     total = counts["n"].sum()
     f = pl.col("n").sum().over("term")

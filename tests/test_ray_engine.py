@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from segmenter.config import SegmenterConfig
 from segmenter.data import load_events
@@ -25,6 +26,7 @@ from segmenter.embed import EmbeddingCache
 from segmenter.engines.partition import block_of, in_sample
 from segmenter.errors import SegmenterError
 from segmenter.model import Segmenter
+from segmenter.runfolder import write_run
 from segmenter.synthetic import generate
 
 ray = pytest.importorskip("ray")
@@ -64,14 +66,27 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> EmbeddingCache:
     return EmbeddingCache(tmp_path_factory.mktemp("cache"))
 
 
-def _ray_assignments(
+def _ray_run(
     shards: Path, cache: EmbeddingCache, options: object, out: Path
-) -> tuple[Segmenter, pl.DataFrame]:
+) -> tuple[Segmenter, Path]:
+    """The Ray engine's run folder (report included) of the shards."""
     source = engine.Source(str(shards), users=str(shards.parent / "users.parquet"))
     run = engine.discover(CONFIG, source, options, cache=cache, root=str(cache.root),
                           progress=False)  # fmt: skip
-    run.write_assignments(out)
-    return run.model, pl.read_parquet(out)
+    write_run(run.model, run.sample, out, assignments=run.write_assignments,
+              extra={"engine": run.info})  # fmt: skip
+    return run.model, out
+
+
+def _ray_assignments(
+    shards: Path, cache: EmbeddingCache, options: object, out: Path
+) -> tuple[Segmenter, pl.DataFrame]:
+    model, folder = _ray_run(shards, cache, options, out)
+    assert (folder / "assignments.parquet").is_dir()  # shards, one per block at most
+    files = list((folder / "assignments.parquet").glob("part-*.parquet"))
+    assert 1 <= len(files) <= engine.RayOptions(blocks=2).n_blocks
+    assert "Segments" in (folder / "report.html").read_text(encoding="utf-8")
+    return model, pl.read_parquet(folder / "assignments.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +157,16 @@ def test_a_sample_fit_places_every_customer(
     rest.events = rest.events.join(fitted, on="user_id", how="anti")
     local = model.predict(rest)
     assert _agreement(local, placed.join(local, on="user_id", how="semi")) >= 0.995
+    # the profiles are every customer's, not the sample's: sizes and mean spend per segment
+    profiles = pl.read_parquet(tmp_path / "a" / "segments.parquet")
+    everyone = model.recipe_.features(load_events(shards).events).join(
+        placed.select("user_id", "segment"), on="user_id"
+    )
+    want = everyone.group_by("segment").agg(pl.len().alias("n"), pl.col("monetary").mean())
+    got = profiles.select(pl.col("id").alias("segment"), pl.col("size").alias("n"),
+                          pl.col("mean_monetary").alias("monetary"))  # fmt: skip
+    assert_frame_equal(got.sort("segment"), want.sort("segment"), check_dtypes=False)
+    assert profiles["size"].sum() == N_CUSTOMERS > model.assignments_.height
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,32 @@ def test_report_reads_only_the_run_folder(run_dir: Path, tmp_path: Path) -> None
     assert not list(copy.glob(".*tmp"))  # the atomic write left nothing behind
 
 
+def test_a_folder_of_shards_is_read_as_assignments(run_dir: Path, tmp_path: Path) -> None:
+    """The Ray engine writes assignments.parquet as a folder of shards: the report, --previous
+    and --labels-from read it as they read the one file."""
+    from segmenter.classify.labels import labels_from_run
+    from segmenter.lineage.previous import load_previous
+
+    copy = tmp_path / "sharded"
+    shutil.copytree(run_dir, copy)
+    whole = pl.read_parquet(copy / "assignments.parquet")
+    (copy / "assignments.parquet").unlink()
+    (copy / "assignments.parquet").mkdir()
+    for i in range(3):
+        shard = whole.filter(pl.int_range(pl.len()) % 3 == i)
+        shard.write_parquet(copy / "assignments.parquet" / f"part-{i}.parquet")
+    (copy / "report.html").unlink()
+    page = write_report(copy).read_text(encoding="utf-8")
+    assert page.count('<article class="card"') == 5
+    previous = load_previous(copy)
+    assert previous.assignments.sort("user_id").equals(whole.sort("user_id"))
+    assert labels_from_run(copy).height == whole.height
+    shutil.rmtree(copy / "assignments.parquet")
+    (copy / "assignments.parquet").mkdir()  # a folder without shards is no table
+    with pytest.raises(SegmenterError, match="missing assignments.parquet"):
+        write_report(copy)
+
+
 def test_k_curve_section(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "auto"
     shutil.copytree(run_dir, copy)

@@ -16,6 +16,7 @@ import polars as pl
 
 from segmenter.data import normalize_id, read_table
 from segmenter.errors import SegmenterError, preview
+from segmenter.io import is_table
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def labels_from_run(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
         ``user_id``, ``label``: the segment name when the run has one, else the segment id.
     """
     path = Path(run_dir) / "assignments.parquet"
-    if not path.is_file():
+    if not is_table(path):
         raise SegmenterError(
             f"--labels-from: '{run_dir}' holds no assignments.parquet; expected the --out "
             f"folder of a discovery run (python -m pipelines.discover)"

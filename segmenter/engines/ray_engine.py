@@ -8,20 +8,27 @@ The library functions are the local engine's; this module only maps them over bl
 2. embed the documents of a seeded sample of customers in an actor pool (one encoder per
    actor, through :meth:`Segmenter.embed`, so pooling and the cache are the model's);
 3. fit a :class:`Segmenter` on the sample on the driver (its embeddings come from the cache);
-4. place every customer with :meth:`Segmenter.predict` in the actor pool (the sample keeps
-   the assignments of the fit) and stream them into ``assignments.parquet``; when the sample
-   is every customer, the fit's assignments are written as they are.
+4. place every customer with :meth:`Segmenter.place` in the actor pool (the sample keeps
+   the assignments of the fit): each actor writes its block as one shard of the folder
+   ``assignments.parquet`` and returns what the block adds to the segment profiles
+   (:mod:`segmenter.profile_parts`), which the driver folds together as they arrive; when the
+   sample is every customer, the fit's assignments are written as they are, one shard per
+   block, and its profiles are every customer's.
 
-The driver holds the sample, the fitted model and one block of assignments at a time, never
-all events. Importing this module imports Ray.
+The driver holds the sample, the fitted model and the merged profile counts, never all events
+or all assignments. The workers write the shards, so the run folder must be on storage every
+node sees. Importing this module imports Ray.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -32,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,6 +52,7 @@ from segmenter.embed import EmbeddingCache
 from segmenter.engines.partition import PART, block_of, in_sample, user_column
 from segmenter.errors import SegmenterError
 from segmenter.model import Segmenter
+from segmenter.profile_parts import Part, fit_grid, merge_parts, profile_from_parts, profile_part
 
 logger = logging.getLogger(__name__)
 
@@ -313,35 +322,63 @@ class _Embedder:
 
 
 class _Placer:
-    """Actor: the fitted model (sent as its folder's files); places one block of customers."""
+    """Actor: the fitted model (sent as its folder's files); places one block of customers,
+    writes them as one shard of ``assignments.parquet`` and returns what they add to the
+    profiles (:func:`segmenter.profile_parts.profile_part`)."""
 
     def __init__(self, files: dict[str, bytes], cache_root: str, device: str, source: Source,
-                 fitted: pa.Table) -> None:  # fmt: skip
-        folder = Path(tempfile.mkdtemp(prefix="segmenter-model-"))
+                 fitted: pa.Table, folder: str, grid: dict[str, list[float]]) -> None:  # fmt: skip
+        folder_ = Path(tempfile.mkdtemp(prefix="segmenter-model-"))
         for name, blob in files.items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(blob)
+            (folder_ / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder_ / name).write_bytes(blob)
         self.model = Segmenter.load(
-            folder, cache=EmbeddingCache(cache_root), device=device, progress=False
+            folder_, cache=EmbeddingCache(cache_root), device=device, progress=False
         )
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder_, ignore_errors=True)
         self.source, self.tables = source, source.tables()
         self.fitted = cast(pl.DataFrame, pl.from_arrow(fitted))
+        self.folder = Path(folder)
+        self.grid = {col: np.asarray(edges) for col, edges in grid.items()}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if batch.num_rows == 0:
-            return pa.table({})
+            return _placed_row(None, None)
         data = self.source.load(batch, self.tables)
-        # the fit sample keeps the segments the fit gave it; only the others are placed
-        parts = []
+        # the fit sample keeps the segments the fit gave it (its profile part is the
+        # driver's); only the others are placed
+        rows, part = [], None
         if self.fitted.height:
             ids = data.events.select("user_id").unique()
             kept = self.fitted.join(ids, on="user_id", how="semi")
             data.events = data.events.join(kept.select("user_id"), on="user_id", how="anti")
-            parts.append(kept)
+            rows.append(kept)
         if data.events.height:
-            parts.append(self.model.predict(data))
-        return pl.concat(parts).sort("user_id").to_arrow()
+            assigned, features, documents = self.model.place(data)
+            rows.append(assigned)
+            if self.grid:
+                part = profile_part(features, documents, data.events, assigned, self.grid)
+        return _placed_row(write_shard(pl.concat(rows), self.folder), part)
+
+
+def _placed_row(shard: pl.DataFrame | None, part: Part | None) -> pa.Table:
+    """What a placer returns for a block: customers per segment (JSON) and its profile part."""
+    sizes = {} if shard is None else dict(shard["segment_name"].value_counts().iter_rows())
+    blob = None if part is None else pickle.dumps(part)
+    return pa.table({"sizes": [json.dumps(sizes)], "part": pa.array([blob], pa.binary())})
+
+
+def write_shard(assignments: pl.DataFrame, folder: Path) -> pl.DataFrame:
+    """Write one block's assignments (sorted by customer) into ``folder`` as a shard named by
+    its customers: a retried block rewrites the same file (atomically)."""
+    shard = assignments.sort("user_id")
+    ids = shard["user_id"].cast(pl.String)
+    key = f"{shard.height}|{ids[0]}|{ids[-1]}".encode()
+    path = folder / f"part-{hashlib.sha1(key).hexdigest()[:16]}.parquet"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shard.write_parquet(tmp)
+    os.replace(tmp, path)
+    return shard
 
 
 def _model_files(model: Segmenter) -> dict[str, bytes]:
@@ -388,47 +425,55 @@ def embed_in_actors(
 
 def place(
     blocks: ray.data.Dataset, model: Segmenter, source: Source, cache_root: str,
-    options: RayOptions, fitted: pl.DataFrame | None = None,
+    options: RayOptions, folder: Path, fitted: pl.DataFrame | None = None,
+    grid: dict[str, np.ndarray] | None = None,
 ) -> ray.data.Dataset:  # fmt: skip
-    """Assignments of every customer, one block at a time (lazy)."""
+    """Every customer placed and written into ``folder``, one shard per block (lazy): a row
+    per block with its customers per segment and, with a ``grid``, its profile part."""
     empty = model.assignments_.clear() if hasattr(model, "assignments_") else pl.DataFrame()
     kwargs = {"files": _model_files(model), "cache_root": cache_root,
               "device": model.config_.device, "source": source,
-              "fitted": (fitted if fitted is not None else empty).to_arrow()}  # fmt: skip
+              "fitted": (fitted if fitted is not None else empty).to_arrow(),
+              "folder": str(folder),
+              "grid": {col: edges.tolist() for col, edges in (grid or {}).items()}}  # fmt: skip
     return blocks.map_batches(
         _Placer, batch_format="pyarrow", batch_size=None, fn_constructor_kwargs=kwargs,
         **actor_args(options),
     )  # fmt: skip
 
 
-def stream_parquet(placed: ray.data.Dataset, path: Path) -> dict[str, int]:
-    """Write the assignments block by block into one parquet file; customers per segment."""
+def collect_placed(
+    placed: ray.data.Dataset, part: Part | None
+) -> tuple[dict[str, int], Part | None]:
+    """Run the placement; customers per segment and the profile part of every customer (the
+    blocks' parts folded into ``part`` as they arrive)."""
     sizes: dict[str, int] = {}
-    writer: pq.ParquetWriter | None = None
     with worker_errors():
-        try:
-            for block in placed.iter_batches(batch_format="pyarrow", batch_size=None):
-                batch = cast(pa.Table, block)
-                if writer is None:
-                    writer = pq.ParquetWriter(path, batch.schema)
-                writer.write_table(batch)
-                names = cast(pl.Series, pl.from_arrow(batch["segment_name"]))
-                for name, n in names.value_counts().iter_rows():
-                    sizes[str(name)] = sizes.get(str(name), 0) + int(n)
-        finally:
-            if writer is not None:
-                writer.close()
-    if writer is None:
+        for block in placed.iter_batches(batch_format="pyarrow", batch_size=None):
+            for row in cast(pa.Table, block).to_pylist():
+                for name, n in json.loads(row["sizes"]).items():
+                    sizes[name] = sizes.get(name, 0) + int(n)
+                if row["part"] is not None and part is not None:
+                    part = merge_parts([part, pickle.loads(row["part"])])
+    if not sizes:
         raise SegmenterError("input has no customers to assign; expected at least one event")
-    return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
+    return _by_size(sizes), part
 
 
-def write_fitted(assignments: pl.DataFrame, path: Path) -> dict[str, int]:
-    """The fit's own assignments (the sample was every customer) as :func:`stream_parquet`
-    writes them: sorted by customer; customers per segment."""
-    assignments.sort("user_id").write_parquet(path)
+def _by_size(sizes: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def write_fitted(
+    assignments: pl.DataFrame, folder: Path, n_blocks: int, seed: int
+) -> dict[str, int]:
+    """The fit's own assignments (the sample was every customer) as :func:`place` writes
+    them, one shard per block; customers per segment."""
+    block = block_of(assignments["user_id"], n_blocks, seed)
+    for b in np.unique(block):
+        write_shard(assignments.filter(pl.Series(block == b)), folder)
     sizes = assignments["segment_name"].value_counts().iter_rows()
-    return dict(sorted(((str(name), int(n)) for name, n in sizes), key=lambda kv: (-kv[1], kv[0])))
+    return _by_size({str(name): int(n) for name, n in sizes})
 
 
 @contextlib.contextmanager
@@ -448,11 +493,13 @@ def cache_root(cache: EmbeddingCache | None) -> Iterator[str]:
 @dataclass
 class RayRun:
     """What :func:`discover` leaves to the caller: the fitted model, its sample, the writer of
-    ``assignments.parquet`` (to call inside the atomic run folder) and the run's figures."""
+    ``assignments.parquet`` (a folder of shards; to call inside the atomic run folder: it
+    returns the profile table of every customer when the fit saw a sample of them) and the
+    run's figures."""
 
     model: Segmenter
     sample: EventData
-    write_assignments: Callable[[Path], None]
+    write_assignments: Callable[[Path], pl.DataFrame | None]
     info: dict[str, Any]
 
 
@@ -485,12 +532,20 @@ def discover(
         "actors": options.actors, "gpus_per_actor": options.gpus_per_actor,
     }  # fmt: skip
 
-    def write(path: Path) -> None:
+    def write(path: Path) -> pl.DataFrame | None:
+        path.mkdir()
         if sample.n_users == stats["customers"]:  # every customer was fitted: nothing to place
-            info["segment_sizes"] = write_fitted(model.assignments_, path)
-            return
-        placed = place(blocks, model, source, root, options, model.assignments_)
-        info["segment_sizes"] = stream_parquet(placed, path)
+            info["segment_sizes"] = write_fitted(model.assignments_, path, options.n_blocks,
+                                                 cfg.seed)  # fmt: skip
+            return None  # the fit's own profiles are every customer's
+        grid = fit_grid(model.features_)
+        part = profile_part(model.features_, model.documents_, sample.events,
+                            model.assignments_, grid)  # fmt: skip
+        placed = place(blocks, model, source, root, options, path, model.assignments_, grid)
+        info["segment_sizes"], merged = collect_placed(placed, part)
+        info["profiles"] = "every customer: merged from the blocks' parts"
+        return profile_from_parts(cast(Part, merged), model.segment_names_,
+                                  model.features_.columns)  # fmt: skip
 
     return RayRun(model, sample, write, info)
 
@@ -498,12 +553,27 @@ def discover(
 def assign(
     model: Segmenter, source: Source, options: RayOptions, out: Path, *, root: str
 ) -> dict[str, int]:
-    """Place every customer of ``source`` in the model's segments; write ``out`` atomically.
-
-    Call inside :func:`session` and :func:`cache_root` (``root``)."""
+    """Place every customer of ``source`` in the model's segments; write ``out`` atomically
+    (one parquet file, streamed from the shards the actors wrote)."""
     from segmenter.io import atomic_path
 
     blocks = read_blocks(source, options, model.config_.seed)
     check_blocks(blocks, source)  # every block valid before anything is written
-    with atomic_path(out) as tmp:
-        return stream_parquet(place(blocks, model, source, root, options), tmp)
+    with tempfile.TemporaryDirectory(prefix=".shards-", dir=out.parent) as folder:
+        sizes = collect_placed(place(blocks, model, source, root, options, Path(folder)), None)[0]
+        with atomic_path(out) as tmp:
+            join_shards(Path(folder), tmp)
+    return sizes
+
+
+def join_shards(folder: Path, path: Path) -> None:
+    """The shards of ``folder`` as one parquet file, one shard in memory at a time."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for shard in sorted(folder.glob("part-*.parquet")):
+            table = pq.read_table(shard)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()

@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from segmenter.errors import SegmenterError
+from segmenter.io import is_table
 from segmenter.persist import MODEL_FILE
 
 #: what a run folder must hold to be aligned to
@@ -71,7 +72,7 @@ def load_previous(path: str | Path, *, option: str = "--previous") -> PreviousRu
     folder = Path(path)
     if not folder.is_dir():
         raise SegmenterError(f"{option}: '{folder}' is not a folder; expected a run folder")
-    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    missing = [name for name in REQUIRED if not is_table(folder / name)]
     if missing:
         hint = (
             " (it is a model folder; pass the run folder above it)"

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from segmenter.errors import SegmenterError
+from segmenter.io import is_table
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def load_run(run_dir: str | Path, *, max_points: int = 20_000, seed: int = 0) ->
     run = Path(run_dir)
     if not run.is_dir():
         raise SegmenterError(f"RUN_DIR '{run}' is not a folder; expected a run folder")
-    missing = [name for name in REQUIRED if not (run / name).is_file()]
+    missing = [name for name in REQUIRED if not is_table(run / name)]
     if missing:
         raise SegmenterError(
             f"RUN_DIR '{run}' is not a run folder: missing {', '.join(missing)}; expected "
