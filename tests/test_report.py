@@ -142,7 +142,7 @@ def test_a_folder_of_shards_is_read_as_assignments(run_dir: Path, tmp_path: Path
     assert labels_from_run(copy).height == whole.height
     shutil.rmtree(copy / "assignments.parquet")
     (copy / "assignments.parquet").mkdir()  # a folder without shards is no table
-    with pytest.raises(SegmenterError, match="missing assignments.parquet"):
+    with pytest.raises(SegmenterError, match=r"missing assignments\.parquet"):
         write_report(copy)
 
 

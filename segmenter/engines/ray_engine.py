@@ -375,10 +375,18 @@ def write_shard(assignments: pl.DataFrame, folder: Path) -> pl.DataFrame:
     ids = shard["user_id"].cast(pl.String)
     key = f"{shard.height}|{ids[0]}|{ids[-1]}".encode()
     path = folder / f"part-{hashlib.sha1(key).hexdigest()[:16]}.parquet"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # written beside the folder, not in it: a worker killed mid-write leaves no stray file
+    # that readers of the folder would take for a shard (see :func:`sweep`)
+    tmp = folder.parent / f".{path.name}.{os.getpid()}.tmp"
     shard.write_parquet(tmp)
     os.replace(tmp, path)
     return shard
+
+
+def sweep(folder: Path) -> None:
+    """Remove what workers killed mid-write left beside the shards ``folder``."""
+    for stray in folder.parent.glob(".part-*.tmp"):
+        stray.unlink(missing_ok=True)
 
 
 def _model_files(model: Segmenter) -> dict[str, bytes]:
@@ -543,6 +551,7 @@ def discover(
                             model.assignments_, grid)  # fmt: skip
         placed = place(blocks, model, source, root, options, path, model.assignments_, grid)
         info["segment_sizes"], merged = collect_placed(placed, part)
+        sweep(path)
         info["profiles"] = "every customer: merged from the blocks' parts"
         return profile_from_parts(cast(Part, merged), model.segment_names_,
                                   model.features_.columns)  # fmt: skip
@@ -559,10 +568,12 @@ def assign(
 
     blocks = read_blocks(source, options, model.config_.seed)
     check_blocks(blocks, source)  # every block valid before anything is written
-    with tempfile.TemporaryDirectory(prefix=".shards-", dir=out.parent) as folder:
-        sizes = collect_placed(place(blocks, model, source, root, options, Path(folder)), None)[0]
+    with tempfile.TemporaryDirectory(prefix=".shards-", dir=out.parent) as scratch:
+        folder = Path(scratch) / "shards"  # what killed workers leave goes in scratch
+        folder.mkdir()
+        sizes = collect_placed(place(blocks, model, source, root, options, folder), None)[0]
         with atomic_path(out) as tmp:
-            join_shards(Path(folder), tmp)
+            join_shards(folder, tmp)
     return sizes
 
 
