@@ -243,6 +243,25 @@ def test_bad_ray_options_exit_2_with_one_line(
     assert not (tmp_path / "o").exists()
 
 
+def test_a_retried_block_rewrites_its_own_shard(tmp_path: Path) -> None:
+    """A shard is named by its customers: a block placed twice (Ray retried it) leaves one
+    file; what a killed writer left beside the folder is swept; the shards join into one file
+    with every customer once."""
+    folder = tmp_path / "assignments.parquet"
+    folder.mkdir()
+    block = pl.DataFrame({"user_id": ["c", "a", "b"], "segment": [1, 0, 1]})
+    other = pl.DataFrame({"user_id": ["d"], "segment": [2]})
+    for frame in (block, other, block.reverse()):
+        engine.write_shard(frame, folder)
+    assert len(list(folder.iterdir())) == 2
+    (tmp_path / ".part-0123.parquet.99.tmp").write_bytes(b"half a shard")
+    engine.sweep(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["assignments.parquet"]
+    assert pl.read_parquet(folder).sort("user_id")["user_id"].to_list() == ["a", "b", "c", "d"]
+    engine.join_shards(folder, tmp_path / "one.parquet")
+    assert pl.read_parquet(tmp_path / "one.parquet").height == 4
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=40), st.integers(0, 99))
 def test_a_customer_has_one_block_and_sample_membership(ids: list[str], seed: int) -> None:
