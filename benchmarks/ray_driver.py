@@ -107,15 +107,22 @@ def render_ray_driver(s: dict[str, Any] | None) -> list[str]:
            "CPUs, a tiny random-weight encoder (one layer, 32 dimensions, MiniLM's tokenizer: "
            "memory is measured here, not quality), events in 8 parquet shards.", "",
            "| customers | events | wall s | driver peak MB | largest worker MB | "
-           "all workers MB | fitted on |",
-           "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+           "all workers MB | fitted on | profiled | assignment shards |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in s["runs"]:
         cells = [f"{r['customers']:,}", f"{r['events']:,}", r["seconds"],
                  r["driver_peak_rss_mb"], r["worker_peak_rss_mb"] or "-",
-                 r["workers_peak_rss_mb"] or "-", f"{r['fit_sample_customers']:,}"]  # fmt: skip
+                 r["workers_peak_rss_mb"] or "-", f"{r['fit_sample_customers']:,}",
+                 _count(r.get("profiled_customers")), r.get("assignment_shards", "-")]  # fmt: skip
         out.append("| " + " | ".join(str(c) for c in cells) + " |")
+    out += ["", "Profiled: customers the profiles in segments.parquet count (merged from the "
+            "blocks: every customer, not the fit sample)."]  # fmt: skip
     growth = s["driver_growth"]
     if growth is not None:
         out += ["", f"{s['customer_growth']:.0f}x the customers, {growth:.2f}x the driver's "
                 "peak memory.", ""]  # fmt: skip
     return out
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"

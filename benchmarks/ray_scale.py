@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import psutil
 
 from benchmarks.context import REPO_ROOT, BenchContext
@@ -71,7 +72,10 @@ def run_one(
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(flags) or 'local'} failed: {proc.stderr[-2000:]}")
     meta = json.loads((out / "run.json").read_text())
+    assigned = out / "assignments.parquet"
     return {
+        "profiled_customers": int(pl.read_parquet(out / "segments.parquet")["size"].sum()),
+        "assignment_shards": len(list(assigned.glob("*.parquet"))) if assigned.is_dir() else 1,
         "flags": " ".join(flags) or "--engine local",
         "seconds": round(seconds, 1),
         "driver_peak_rss_mb": meta.get("peak_rss_mb"),

@@ -42,6 +42,9 @@ def test_section_measures_the_driver_at_each_size(monkeypatch: pytest.MonkeyPatc
     for run in section["runs"]:
         assert run["driver_peak_rss_mb"] > 0
         assert 20 <= run["fit_sample_customers"] <= 60  # the seeded sample, not everyone
+        # ... but the profiles count every customer, merged from the blocks
+        assert run["profiled_customers"] == run["customers"]
+        assert run["assignment_shards"] >= 2
     assert section["customer_growth"] == 2.0 and section["driver_growth"] > 0
     text = "\n".join(ray_driver.render_ray_driver(section))
     assert "| 120 |" in text and "the driver's peak memory" in text
