@@ -328,14 +328,14 @@ class _Placer:
 
     def __init__(self, files: dict[str, bytes], cache_root: str, device: str, source: Source,
                  fitted: pa.Table, folder: str, grid: dict[str, list[float]]) -> None:  # fmt: skip
-        folder_ = Path(tempfile.mkdtemp(prefix="segmenter-model-"))
+        unpacked = Path(tempfile.mkdtemp(prefix="segmenter-model-"))
         for name, blob in files.items():
-            (folder_ / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder_ / name).write_bytes(blob)
+            (unpacked / name).parent.mkdir(parents=True, exist_ok=True)
+            (unpacked / name).write_bytes(blob)
         self.model = Segmenter.load(
-            folder_, cache=EmbeddingCache(cache_root), device=device, progress=False
+            unpacked, cache=EmbeddingCache(cache_root), device=device, progress=False
         )
-        shutil.rmtree(folder_, ignore_errors=True)
+        shutil.rmtree(unpacked, ignore_errors=True)
         self.source, self.tables = source, source.tables()
         self.fitted = cast(pl.DataFrame, pl.from_arrow(fitted))
         self.folder = Path(folder)
@@ -563,7 +563,9 @@ def assign(
     model: Segmenter, source: Source, options: RayOptions, out: Path, *, root: str
 ) -> dict[str, int]:
     """Place every customer of ``source`` in the model's segments; write ``out`` atomically
-    (one parquet file, streamed from the shards the actors wrote)."""
+    (one parquet file, joined from the shards the actors wrote).
+
+    Call inside :func:`session` and :func:`cache_root` (``root``)."""
     from segmenter.io import atomic_path
 
     blocks = read_blocks(source, options, model.config_.seed)
