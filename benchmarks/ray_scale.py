@@ -128,11 +128,15 @@ def render_ray_scale(s: dict[str, Any] | None) -> list[str]:
         return []
     out = [f"#### Ray engine against the local engine ({s['customers']:,} customers, "
            f"{s['events']:,} events, {s['cpus']} CPUs)", "",
-           "| run | wall s | driver peak MB | largest worker MB | all workers MB | fitted on |",
-           "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+           "| run | wall s | vs local (same run) | driver peak MB | largest worker MB | "
+           "all workers MB | fitted on |",
+           "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    local = s["runs"].get("local", {}).get("seconds")
     for name, r in s["runs"].items():
-        out.append(f"| {name} (`{r['flags']}`) | {r['seconds']} | {r['driver_peak_rss_mb']} | "
-                   f"{r['worker_peak_rss_mb'] or '-'} | {r['workers_peak_rss_mb'] or '-'} | "
+        versus = f"{r['seconds'] / local - 1:+.1%}" if local and name != "local" else "-"
+        out.append(f"| {name} (`{r['flags']}`) | {r['seconds']} | {versus} | "
+                   f"{r['driver_peak_rss_mb']} | {r['worker_peak_rss_mb'] or '-'} | "
+                   f"{r['workers_peak_rss_mb'] or '-'} | "
                    f"{r['fit_sample_customers'] or s['customers']} |")  # fmt: skip
     if s["ray_overhead_1_actor"] is None:
         return [*out, "", f"Load average before {s['load_average_before']}, after "

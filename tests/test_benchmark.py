@@ -459,11 +459,15 @@ def test_ray_scale_table_of_some_runs_has_no_overhead_line() -> None:
         "workers_peak_rss_mb": None,
         "fit_sample_customers": None,
     }
-    section = {"customers": 100_000, "events": 2_300_000, "cpus": 2, "runs": {"local": run},
+    two = {**run, "flags": "--engine ray --ray-actors 2", "seconds": 15.0}
+    section = {"customers": 100_000, "events": 2_300_000, "cpus": 2,
+               "runs": {"local": run, "ray_2_actors": two},
                "ray_overhead_1_actor": None, "target_overhead": 0.15, "overhead_met": None,
                "load_average_before": [1.0], "load_average_after": [2.0]}  # fmt: skip
     text = "\n".join(render_ray_scale(section))
-    assert "| local (`--engine local`) | 12.5 | 900.0 | - | - | 100000 |" in text
+    assert "| local (`--engine local`) | 12.5 | - | 900.0 | - | - | 100000 |" in text
+    # each Ray run against the local engine of the same run
+    assert "| ray_2_actors (`--engine ray --ray-actors 2`) | 15.0 | +20.0% | 900.0 |" in text
     assert "Overhead" not in text and "Load average before [1.0]" in text
 
 
