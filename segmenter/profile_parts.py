@@ -11,8 +11,9 @@ What is exact and what is not:
   items, channels, the representatives closest to each centre, and the term counts behind the
   distinctive terms (over every text: the one-process path reads a sample of 20,000 per segment);
 - read from a grid of quantiles of the fit sample (:func:`fit_grid`, 1,000 per feature):
-  medians (the mean of the values in the grid cell that holds the median: exact where values
-  repeat, as counts do) and each segment's mean percentile of a feature.
+  medians (the mean of the values in the grid cell that holds the middle value, of the two
+  cells where the count is even: exact where values repeat, as counts do, and within one cell
+  elsewhere) and each segment's mean percentile of a feature.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def profile_part(
 
 
 def merge_parts(parts: list[Part], *, n_representatives: int = 5) -> Part:
-    """The part of the union of disjoint blocks of customers."""
+    """The part of the union of disjoint blocks of customers (in a canonical row order)."""
     out: Part = {}
     for name, keys in KEYS.items():
         frames = [p[name] for p in parts if p[name].height]
@@ -154,19 +155,34 @@ def merge_parts(parts: list[Part], *, n_representatives: int = 5) -> Part:
 
 
 def _medians(cells: pl.DataFrame) -> pl.DataFrame:
-    """``segment, column, median``: the mean of the values in the grid cell holding the median
-    of each segment (``segment`` -1 ... and the whole base as segment ``None``)."""
+    """``segment, column, median`` of each segment (and of the whole base, as segment null):
+    the mean of the values in the grid cell that holds the middle value, or, where the count
+    is even and the two middle values sit in two cells, the mean of the two cells' means."""
     base = cells.group_by("column", "cell").agg(pl.col("n").sum(), pl.col("sum").sum())
     both = pl.concat([cells, base.select(pl.lit(None, pl.Int64).alias("segment"), pl.all())],
                      how="diagonal_relaxed")  # fmt: skip
     keys = ["segment", "column"]
+    mean = pl.col("sum") / pl.col("n")
+    half = pl.col("n").sum().over(keys) / 2
     return (
-        both.sort(*keys, "cell", nulls_last=True)
-        .with_columns(pl.col("n").cum_sum().over(keys).alias("below"))
-        .filter(pl.col("below") >= pl.col("n").sum().over(keys) / 2)
+        both.filter(pl.col("n") > 0)
+        .sort(*keys, "cell", nulls_last=True)
+        .with_columns(
+            pl.col("n").cum_sum().over(keys).alias("below"),
+            half.alias("half"),
+            mean.alias("mean"),
+            mean.shift(-1).over(keys).alias("next"),
+        )
+        .filter(pl.col("below") >= pl.col("half"))
         .group_by(keys, maintain_order=True)
         .first()
-        .select(*keys, (pl.col("sum") / pl.col("n")).alias("median"))
+        .select(
+            *keys,
+            pl.when((pl.col("below") == pl.col("half")) & pl.col("next").is_not_null())
+            .then((pl.col("mean") + pl.col("next")) / 2)
+            .otherwise(pl.col("mean"))
+            .alias("median"),
+        )
     )
 
 

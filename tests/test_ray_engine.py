@@ -260,6 +260,10 @@ def test_a_retried_block_rewrites_its_own_shard(tmp_path: Path) -> None:
     assert pl.read_parquet(folder).sort("user_id")["user_id"].to_list() == ["a", "b", "c", "d"]
     engine.join_shards(folder, tmp_path / "one.parquet")
     assert pl.read_parquet(tmp_path / "one.parquet").height == 4
+    # two other blocks whose ids, joined, would read the same: two shards
+    for ids in (["a|b", "c"], ["a", "b|c"]):
+        engine.write_shard(pl.DataFrame({"user_id": ids, "segment": [0, 0]}), folder)
+    assert len(list(folder.iterdir())) == 4
 
 
 @settings(max_examples=25, deadline=None)

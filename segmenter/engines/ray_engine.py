@@ -33,6 +33,7 @@ import re
 import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,6 +57,8 @@ from segmenter.profile_parts import Part, fit_grid, merge_parts, profile_from_pa
 
 logger = logging.getLogger(__name__)
 
+#: Profile parts the driver holds before folding them into the running total.
+MERGE_EVERY = 16
 _ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9_.\-]+:\d{1,5})$")
 
 
@@ -358,7 +361,10 @@ class _Placer:
             rows.append(assigned)
             if self.grid:
                 part = profile_part(features, documents, data.events, assigned, self.grid)
-        return _placed_row(write_shard(pl.concat(rows), self.folder), part)
+        placed = pl.concat(rows)
+        if placed.height == 0:  # --drop-invalid emptied the block: no shard
+            return _placed_row(None, part)
+        return _placed_row(write_shard(placed, self.folder), part)
 
 
 def _placed_row(shard: pl.DataFrame | None, part: Part | None) -> pa.Table:
@@ -373,11 +379,12 @@ def write_shard(assignments: pl.DataFrame, folder: Path) -> pl.DataFrame:
     its customers: a retried block rewrites the same file (atomically)."""
     shard = assignments.sort("user_id")
     ids = shard["user_id"].cast(pl.String)
-    key = f"{shard.height}|{ids[0]}|{ids[-1]}".encode()
-    path = folder / f"part-{hashlib.sha1(key).hexdigest()[:16]}.parquet"
+    # every id, each after its length: no two different sets of customers read the same
+    key = (ids.str.len_bytes().cast(pl.String) + ":" + ids).str.join("\n").item()
+    path = folder / f"part-{hashlib.sha1(key.encode()).hexdigest()[:20]}.parquet"
     # written beside the folder, not in it: a worker killed mid-write leaves no stray file
-    # that readers of the folder would take for a shard (see :func:`sweep`)
-    tmp = folder.parent / f".{path.name}.{os.getpid()}.tmp"
+    # that readers of the folder would take for a shard (see :func:`sweep`); unique on any node
+    tmp = folder.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     shard.write_parquet(tmp)
     os.replace(tmp, path)
     return shard
@@ -456,13 +463,18 @@ def collect_placed(
     """Run the placement; customers per segment and the profile part of every customer (the
     blocks' parts folded into ``part`` as they arrive)."""
     sizes: dict[str, int] = {}
+    waiting: list[Part] = []  # folded in groups: the merged part is re-sorted once per group
     with worker_errors():
         for block in placed.iter_batches(batch_format="pyarrow", batch_size=None):
             for row in cast(pa.Table, block).to_pylist():
                 for name, n in json.loads(row["sizes"]).items():
                     sizes[name] = sizes.get(name, 0) + int(n)
                 if row["part"] is not None and part is not None:
-                    part = merge_parts([part, pickle.loads(row["part"])])
+                    waiting.append(pickle.loads(row["part"]))
+                if part is not None and len(waiting) >= MERGE_EVERY:
+                    part, waiting = merge_parts([part, *waiting]), []
+    if part is not None and waiting:
+        part = merge_parts([part, *waiting])
     if not sizes:
         raise SegmenterError("input has no customers to assign; expected at least one event")
     return _by_size(sizes), part
@@ -545,7 +557,8 @@ def discover(
         if sample.n_users == stats["customers"]:  # every customer was fitted: nothing to place
             info["segment_sizes"] = write_fitted(model.assignments_, path, options.n_blocks,
                                                  cfg.seed)  # fmt: skip
-            return None  # the fit's own profiles are every customer's
+            info["profiles"] = "every customer: the fit's own"
+            return None
         grid = fit_grid(model.features_)
         part = profile_part(model.features_, model.documents_, sample.events,
                             model.assignments_, grid)  # fmt: skip
