@@ -18,6 +18,7 @@ What is exact and what is not:
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 
 import numpy as np
@@ -53,6 +54,21 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 _KEYS = (("category", "top_categories"), ("item", "top_items"))
 Part = dict[str, pl.DataFrame]
+
+
+def part_to_ipc(part: Part) -> dict[str, bytes]:
+    """A part as Arrow IPC bytes per table (to send between processes; no pickle)."""
+    out = {}
+    for name, frame in part.items():
+        buffer = io.BytesIO()
+        frame.write_ipc(buffer)
+        out[name] = buffer.getvalue()
+    return out
+
+
+def part_from_ipc(blobs: Mapping[str, bytes]) -> Part:
+    """:func:`part_to_ipc` read back."""
+    return {name: pl.read_ipc(io.BytesIO(blob)) for name, blob in blobs.items()}
 
 
 def fit_grid(features: pl.DataFrame, quantiles: int = QUANTILES) -> dict[str, np.ndarray]:

@@ -122,3 +122,14 @@ def test_medians_are_exact_where_values_repeat(small_data: EventData) -> None:
     assert out["median_frequency"].to_list() == exact["median_frequency"].to_list() == [2.0, 3.0]
     assert out["base_median_monetary"][0] == exact["base_median_monetary"][0] == 3.0
     assert out["top_items"].to_list() == [[], []] and out["size"].to_list() == [4, 3]
+
+
+def test_a_part_travels_as_arrow_ipc(frames: dict[str, pl.DataFrame]) -> None:
+    """Placing actors send their parts to the driver as Arrow IPC bytes, not pickles."""
+    from segmenter.profile_parts import part_from_ipc, part_to_ipc
+
+    (part,) = _parts(frames, np.zeros(frames["features"].height, dtype=np.int64))
+    back = part_from_ipc(part_to_ipc(part))
+    assert back.keys() == part.keys()
+    for name in part:
+        assert back[name].equals(part[name]), name

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import re
 import shutil
 import socket
@@ -53,7 +52,16 @@ from segmenter.embed import EmbeddingCache
 from segmenter.engines.partition import PART, block_of, in_sample, user_column
 from segmenter.errors import SegmenterError
 from segmenter.model import Segmenter
-from segmenter.profile_parts import Part, fit_grid, merge_parts, profile_from_parts, profile_part
+from segmenter.profile_parts import (
+    KEYS,
+    Part,
+    fit_grid,
+    merge_parts,
+    part_from_ipc,
+    part_to_ipc,
+    profile_from_parts,
+    profile_part,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -370,8 +378,9 @@ class _Placer:
 def _placed_row(shard: pl.DataFrame | None, part: Part | None) -> pa.Table:
     """What a placer returns for a block: customers per segment (JSON) and its profile part."""
     sizes = {} if shard is None else dict(shard["segment_name"].value_counts().iter_rows())
-    blob = None if part is None else pickle.dumps(part)
-    return pa.table({"sizes": [json.dumps(sizes)], "part": pa.array([blob], pa.binary())})
+    blobs = {} if part is None else part_to_ipc(part)
+    columns = {f"part_{name}": pa.array([blobs.get(name)], pa.binary()) for name in KEYS}
+    return pa.table({"sizes": [json.dumps(sizes)], **columns})
 
 
 def write_shard(assignments: pl.DataFrame, folder: Path) -> pl.DataFrame:
@@ -469,8 +478,8 @@ def collect_placed(
             for row in cast(pa.Table, block).to_pylist():
                 for name, n in json.loads(row["sizes"]).items():
                     sizes[name] = sizes.get(name, 0) + int(n)
-                if row["part"] is not None and part is not None:
-                    waiting.append(pickle.loads(row["part"]))
+                if row["part_numeric"] is not None and part is not None:
+                    waiting.append(part_from_ipc({n: row[f"part_{n}"] for n in KEYS}))
                 if part is not None and len(waiting) >= MERGE_EVERY:
                     part, waiting = merge_parts([part, *waiting]), []
     if part is not None and waiting:
