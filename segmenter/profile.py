@@ -28,6 +28,8 @@ OUTLIERS = "Outliers"
 VALUE_STATS = (
     "monetary", "avg_order_value", "frequency", "recency_days", "tenure_days", "return_rate",
 )  # fmt: skip
+#: What :func:`distinctive` ranks for the profile, and the profile columns it fills.
+TASTE_KEYS = (("category", "top_categories"), ("item", "top_items"))
 TIMING = ("share_morning", "share_afternoon", "share_evening", "share_night", "share_weekend")
 _TIME_WORDS = {
     "share_morning": "morning",
@@ -36,6 +38,14 @@ _TIME_WORDS = {
     "share_night": "late-night",
     "share_weekend": "weekend",
 }
+
+
+def segment_labels(features: pl.DataFrame, assignments: pl.DataFrame) -> np.ndarray:
+    """The segment of each row of ``features`` (int64; -1 where ``assignments`` has none)."""
+    seg = features.select("user_id").join(
+        assignments.select("user_id", "segment"), on="user_id", how="left", maintain_order="left"
+    )
+    return seg["segment"].fill_null(-1).to_numpy().astype(np.int64)
 
 
 def _members(user_id: pl.Series, labels: np.ndarray) -> pl.DataFrame:
@@ -383,14 +393,11 @@ def profile_segments(
         ``channels``, ``channel_shares``, ``channel_lifts``, ``representative_ids``,
         ``representative_documents``.
     """
-    seg = features.select("user_id").join(
-        assignments.select("user_id", "segment"), on="user_id", how="left"
-    )
-    labels = seg["segment"].fill_null(-1).to_numpy()
+    labels = segment_labels(features, assignments)
     members = _members(features["user_id"], labels)
     out = value_stats(features, labels)
     parts = []
-    for key, prefix in (("category", "top_categories"), ("item", "top_items")):
+    for key, prefix in TASTE_KEYS:
         found = distinctive(events, members, key, top=n_top)
         parts.append(found.rename({c: c.replace("top", prefix) for c in found.columns[1:]}))
     extra = events["channel"].drop_nulls().unique().str.to_lowercase().to_list()

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from segmenter.profile import (
+    TASTE_KEYS,
     TIMING,
     VALUE_STATS,
     _lift,
@@ -37,6 +38,7 @@ from segmenter.profile import (
     rank_channels,
     rank_distinctive,
     representative_lists,
+    segment_labels,
 )
 from segmenter.terms import score_terms, segment_texts, stop_words, term_counts
 
@@ -52,7 +54,6 @@ KEYS: dict[str, tuple[str, ...]] = {
     "terms": ("segment", "term"),
     "representatives": (),
 }
-_KEYS = (("category", "top_categories"), ("item", "top_items"))
 Part = dict[str, pl.DataFrame]
 
 
@@ -130,14 +131,11 @@ def profile_part(
     grid : mapping of str to ndarray
         :func:`fit_grid` of the fit sample (the same for every block).
     """
-    seg = features.select("user_id").join(
-        assignments.select("user_id", "segment"), on="user_id", how="left"
-    )
-    labels = seg["segment"].fill_null(-1).to_numpy().astype(np.int64)
+    labels = segment_labels(features, assignments)
     members = _members(features["user_id"], labels)
     part = _numeric(features, labels, grid)
     lines, buyers = [], []
-    for key, _ in _KEYS:
+    for key, _ in TASTE_KEYS:
         found, bought = purchase_lines(events, members, key)
         lines.append(found.select(pl.lit(key).alias("key"), pl.all()))
         buyers.append(bought.select(pl.lit(key).alias("key"), pl.all()))
@@ -261,7 +259,7 @@ def profile_from_parts(
     """The profile table (:func:`segmenter.profile.profile_segments`) from a merged part;
     ``columns``: the features in their order (of the percentile columns)."""
     sections = []
-    for key, prefix in _KEYS:
+    for key, prefix in TASTE_KEYS:
         lines = part["lines"].filter(pl.col("key") == key).drop("key")
         buyers = part["buyers"].filter(pl.col("key") == key).drop("key")
         found = rank_distinctive(lines, buyers, top=n_top)
